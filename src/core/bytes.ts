@@ -1,0 +1,179 @@
+// Growable byte writer and bounds-checked reader, shared by every binary
+// format (batch encoding, WAL records, chunks, blocks). Encoding only: no I/O.
+
+import { CorruptionError } from "./errors.js";
+
+const utf8e = new TextEncoder();
+const utf8d = new TextDecoder("utf-8", { fatal: true });
+
+export class ByteWriter {
+  private buf: Uint8Array;
+  private view: DataView;
+  length = 0;
+
+  constructor(initialBytes = 1024) {
+    this.buf = new Uint8Array(initialBytes);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  private ensure(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.length + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  u8(v: number): this {
+    this.ensure(1);
+    this.buf[this.length++] = v;
+    return this;
+  }
+  u32(v: number): this {
+    this.ensure(4);
+    this.view.setUint32(this.length, v, true);
+    this.length += 4;
+    return this;
+  }
+  i64(v: bigint): this {
+    this.ensure(8);
+    this.view.setBigInt64(this.length, v, true);
+    this.length += 8;
+    return this;
+  }
+  f64(v: number): this {
+    this.ensure(8);
+    this.view.setFloat64(this.length, v, true);
+    this.length += 8;
+    return this;
+  }
+  /** Unsigned LEB128 of a non-negative safe integer. */
+  uvarint(v: number): this {
+    this.ensure(10);
+    while (v >= 0x80) {
+      this.buf[this.length++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.length++] = v;
+    return this;
+  }
+  /** Zigzag + LEB128 of a signed bigint (int64 range). */
+  varint64(v: bigint): this {
+    let z = BigInt.asUintN(64, (v << 1n) ^ (v >> 63n));
+    this.ensure(10);
+    while (z >= 0x80n) {
+      this.buf[this.length++] = Number(z & 0x7fn) | 0x80;
+      z >>= 7n;
+    }
+    this.buf[this.length++] = Number(z);
+    return this;
+  }
+  bytes(b: Uint8Array): this {
+    this.ensure(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
+    return this;
+  }
+  /** uvarint length prefix + bytes. */
+  lenBytes(b: Uint8Array): this {
+    return this.uvarint(b.length).bytes(b);
+  }
+  str(s: string): this {
+    return this.lenBytes(utf8e.encode(s));
+  }
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.length);
+  }
+}
+
+/** Reads a buffer; every overrun is a CorruptionError naming the offset. */
+export class ByteReader {
+  offset: number;
+  private readonly view: DataView;
+
+  constructor(
+    readonly buf: Uint8Array,
+    readonly source = "buffer",
+    start = 0,
+  ) {
+    this.offset = start;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  get remaining(): number {
+    return this.buf.length - this.offset;
+  }
+
+  private need(n: number): void {
+    if (n < 0 || this.offset + n > this.buf.length)
+      throw new CorruptionError(`truncated: need ${n} bytes, have ${this.buf.length - this.offset}`, this.source, this.offset);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.offset++]!;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.offset, true);
+    this.offset += 4;
+    return v;
+  }
+  i64(): bigint {
+    this.need(8);
+    const v = this.view.getBigInt64(this.offset, true);
+    this.offset += 8;
+    return v;
+  }
+  f64(): number {
+    this.need(8);
+    const v = this.view.getFloat64(this.offset, true);
+    this.offset += 8;
+    return v;
+  }
+  uvarint(): number {
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; i < 8; i++) {
+      const b = this.u8();
+      result += (b & 0x7f) * mul;
+      if (b < 0x80) {
+        if (!Number.isSafeInteger(result)) break;
+        return result;
+      }
+      mul *= 0x80;
+    }
+    throw new CorruptionError("bad uvarint", this.source, this.offset);
+  }
+  varint64(): bigint {
+    let z = 0n;
+    let shift = 0n;
+    for (let i = 0; i < 10; i++) {
+      const b = this.u8();
+      z |= BigInt(b & 0x7f) << shift;
+      if (b < 0x80) return BigInt.asIntN(64, (z >> 1n) ^ -(z & 1n));
+      shift += 7n;
+    }
+    throw new CorruptionError("bad varint", this.source, this.offset);
+  }
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const b = this.buf.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return b;
+  }
+  lenBytes(): Uint8Array {
+    return this.bytes(this.uvarint());
+  }
+  str(): string {
+    const at = this.offset;
+    const b = this.lenBytes();
+    try {
+      return utf8d.decode(b);
+    } catch (e) {
+      throw new CorruptionError("invalid UTF-8 string", this.source, at, { cause: e });
+    }
+  }
+}

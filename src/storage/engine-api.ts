@@ -1,0 +1,64 @@
+// The contract between the storage engine and the layers above it (query,
+// server, cluster). The server codes against this interface only.
+
+import type { Batch } from "../core/batch.js";
+import type { Labels } from "../core/labels.js";
+import type { Matcher } from "../core/matchers.js";
+import type { Receipt } from "../core/receipt.js";
+
+/** Samples of one series in [startNs, endNs], sorted by time, one per timestamp. */
+export interface SelectedSeries {
+  readonly key: string;
+  readonly labels: Labels;
+  readonly timestampsNs: BigInt64Array;
+  readonly values: Float64Array;
+  /** Per sample: 0 = original, 1 = inferred (core/batch.ts ORIGIN_BY_CODE). */
+  readonly origins: Uint8Array;
+  /** Per sample: index into batchIds. */
+  readonly batchRefs: Uint32Array;
+  readonly batchIds: readonly string[];
+}
+
+export interface SelectOptions {
+  startNs: bigint; // inclusive
+  endNs: bigint; // inclusive
+  includeInferred: boolean;
+  seriesMax: number; // TooLargeError past it
+  samplesMax: number; // TooLargeError past it
+}
+
+/** A set of alternative selectors: a series is selected if it matches any of them (Prometheus match[]). */
+export type MatcherSets = readonly (readonly Matcher[])[];
+
+export interface EngineStats {
+  seriesCount: number;
+  headSamples: number;
+  blockCount: number;
+  blockSamples: number;
+  bytesOnDisk: number; // WAL + blocks
+  walBytes: number;
+  blockBytes: number;
+  samplesIngestedTotal: number; // newly stored samples since start
+  duplicateSamplesTotal: number;
+  batchesTotal: number;
+  conflictsTotal: number;
+}
+
+export interface FlushResult {
+  blockPath: string | null; // null when the head was empty
+  series: number;
+  samples: number;
+}
+
+export interface StorageEngine {
+  /** Applies a canonical batch atomically: all of it, or nothing (409 on any conflicting point). Resolves after fsync. */
+  write(batch: Batch, batchId: string): Promise<Receipt>;
+  select(sets: MatcherSets, opts: SelectOptions): SelectedSeries[];
+  seriesLabels(sets: MatcherSets, startNs: bigint, endNs: bigint, seriesMax: number): Labels[];
+  labelNames(sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[];
+  labelValues(name: string, sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[];
+  /** Cuts the head into an immutable block and drops the WAL it covered. */
+  flush(): Promise<FlushResult>;
+  stats(): EngineStats;
+  close(): Promise<void>;
+}
