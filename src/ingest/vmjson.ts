@@ -1,0 +1,118 @@
+// VictoriaMetrics /api/v1/import JSON lines: one series per line,
+//   {"metric":{"__name__":"x","job":"a"},"values":[1,"NaN"],"timestamps":[1700000000000,...]}
+// Timestamps are integer milliseconds. JSON has no NaN or Inf, so those come
+// as strings. This is the bulk-import path, so the per-sample loop allocates
+// nothing beyond the bigint timestamp the builder stores.
+
+import type { Batch } from "../core/batch.js";
+import { BatchBuilder } from "../core/batch.js";
+import { BadInputError, type InputLocation } from "../core/errors.js";
+import { canonicalLabels } from "../core/labels.js";
+import type { Limits } from "../core/limits.js";
+import { INT64_MAX, INT64_MIN } from "../core/time.js";
+import { parseDecimalFloat, parseSpecialFloat } from "./numbers.js";
+import { decodeBody, isBlank, LineReader } from "./text.js";
+
+export interface VmJsonOptions {
+  limits: Limits;
+}
+
+// Whole milliseconds whose ns value fits int64; both are far below 2^53, so
+// every JSON number in range is an exact integer.
+const MS_MIN = Number(INT64_MIN / 1_000_000n);
+const MS_MAX = Number(INT64_MAX / 1_000_000n);
+
+export function parseVmJson(body: Uint8Array, opts: VmJsonOptions): Batch {
+  const text = decodeBody(body);
+  const builder = new BatchBuilder(opts.limits);
+  const lines = new LineReader(text, opts.limits.lineBytesMax);
+  const reuse: TimestampReuse = { prevMs: [], prevNs: [] };
+  for (let line = lines.next(); line !== null; line = lines.next()) {
+    if (isBlank(line)) continue;
+    parseLine(line, lines.lineNo, builder, opts.limits, reuse);
+  }
+  return builder.build();
+}
+
+/**
+ * Series scraped from one target share their timestamps, so consecutive lines
+ * usually repeat the same ms values: reusing the previous line's bigints
+ * halves the ingest time and the memory the builder holds.
+ */
+interface TimestampReuse {
+  prevMs: readonly unknown[];
+  prevNs: readonly bigint[];
+}
+
+function parseLine(line: string, lineNo: number, builder: BatchBuilder, limits: Limits, reuse: TimestampReuse): void {
+  const bad = (field: string, message: string): BadInputError => new BadInputError(message, { line: lineNo, field });
+  let row: unknown;
+  try {
+    row = JSON.parse(line);
+  } catch (e) {
+    // SyntaxError normally; a RangeError if nesting exhausts the stack. Either way the input is at fault.
+    throw new BadInputError(`invalid JSON: ${e instanceof Error ? e.message.slice(0, 200) : "parse error"}`, { line: lineNo });
+  }
+  if (!isPlainObject(row)) throw new BadInputError("expected a JSON object", { line: lineNo });
+  const metric = row["metric"];
+  const values = row["values"];
+  const timestamps = row["timestamps"];
+  if (!isPlainObject(metric)) throw bad("metric", metric === undefined ? "missing" : "must be an object of label names to string values");
+  if (!Array.isArray(values)) throw bad("values", values === undefined ? "missing" : "must be an array");
+  if (!Array.isArray(timestamps)) throw bad("timestamps", timestamps === undefined ? "missing" : "must be an array");
+  if (values.length !== timestamps.length)
+    throw bad("values", `has ${values.length} entries but timestamps has ${timestamps.length}`);
+
+  const pairs: [string, string][] = [];
+  for (const name of Object.keys(metric)) {
+    const v = metric[name];
+    if (typeof v !== "string") throw bad(`metric.${name.slice(0, 64)}`, "label value must be a string");
+    pairs.push([name, v]);
+  }
+  const loc: InputLocation = { line: lineNo };
+  const key = builder.series(canonicalLabels(pairs, limits, loc), loc);
+
+  const { prevMs, prevNs } = reuse;
+  const timestampsNs: bigint[] = new Array<bigint>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const t: unknown = timestamps[i];
+    if (typeof t !== "number" || !Number.isInteger(t) || t < MS_MIN || t > MS_MAX)
+      throw bad(`timestamps[${i}]`, describeBadTimestamp(t));
+    const raw: unknown = values[i];
+    let v: number;
+    if (typeof raw === "number") {
+      // JSON cannot spell ±Inf, so a non-finite number means a literal overflowed float64.
+      if (!Number.isFinite(raw)) throw bad(`values[${i}]`, "number is out of the float64 range");
+      v = raw;
+    } else if (typeof raw === "string") {
+      v = parseQuotedValue(raw, i, bad);
+    } else {
+      throw bad(`values[${i}]`, `must be a number or one of "NaN", "Inf", "-Inf"; got ${raw === null ? "null" : typeof raw}`);
+    }
+    const ns = prevMs[i] === t ? prevNs[i]! : BigInt(t) * 1_000_000n;
+    timestampsNs[i] = ns;
+    builder.addSample(key, ns, v, loc);
+  }
+  reuse.prevMs = timestamps;
+  reuse.prevNs = timestampsNs;
+}
+
+// Some exporters quote every number; JSON's NaN/Inf workaround does it for the special values.
+function parseQuotedValue(raw: string, i: number, bad: (field: string, message: string) => BadInputError): number {
+  const special = parseSpecialFloat(raw);
+  if (special !== undefined) return special;
+  const v = parseDecimalFloat(raw);
+  if (v === undefined) throw bad(`values[${i}]`, `cannot parse ${JSON.stringify(raw.slice(0, 40))} as a number`);
+  if (!Number.isFinite(v)) throw bad(`values[${i}]`, "number is out of the float64 range");
+  return v;
+}
+
+function describeBadTimestamp(t: unknown): string {
+  if (typeof t !== "number") return `must be an integer number of milliseconds; got ${t === null ? "null" : typeof t}`;
+  if (!Number.isInteger(t)) return `${t} is not an integer number of milliseconds`;
+  return `${t} ms is out of the int64 nanosecond range`;
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}

@@ -1,0 +1,123 @@
+// The route table. Every route has a stable name used as the metrics label
+// (never the raw path: unbounded cardinality).
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { Limits } from "../core/limits.js";
+import type { StorageEngine } from "../storage/engine-api.js";
+import { BadInputError } from "../core/errors.js";
+import { handleIngest } from "./ingest-routes.js";
+import { handleExport, handleLabels, handleLabelValues, handleSeries } from "./read-routes.js";
+import { sendJson } from "./http-util.js";
+import type { ServerMetrics } from "./metrics.js";
+
+export type NodeState = "starting" | "ready" | "closing";
+
+export interface RouteContext {
+  readonly limits: Limits;
+  readonly log: Logger;
+  readonly registry: Registry;
+  readonly metrics: ServerMetrics;
+  readonly version: string;
+  readonly startedAtMs: number;
+  state(): NodeState;
+  /** The engine, or an UnavailableError (503, retryable) while starting or closing. */
+  engine(): StorageEngine;
+}
+
+export type Handler = (ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL, pathParams: readonly string[]) => Promise<void>;
+
+export interface Route {
+  readonly name: string;
+  readonly path: string | RegExp;
+  readonly methods: readonly string[];
+  readonly handler: Handler;
+}
+
+async function health(ctx: RouteContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const state = ctx.state();
+  const body = { status: state === "ready" ? "ok" : state, state, version: ctx.version, uptimeS: Math.round((Date.now() - ctx.startedAtMs) / 1000) };
+  const headers: Record<string, string> = state === "ready" ? {} : { "Retry-After": "1" };
+  sendJson(res, state === "ready" ? 200 : 503, body, headers);
+}
+
+async function metricsText(ctx: RouteContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const text = await ctx.registry.metrics();
+  res.writeHead(200, { "Content-Type": ctx.registry.contentType, "Content-Length": String(Buffer.byteLength(text)) });
+  res.end(text);
+}
+
+async function flush(ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  req.resume();
+  const result = await ctx.engine().flush();
+  ctx.log.info({ ...result }, "flushed the head on request");
+  sendJson(res, 200, result);
+}
+
+async function status(ctx: RouteContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  sendJson(res, 200, ctx.engine().stats());
+}
+
+function labelName(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new BadInputError(`bad percent-encoding in label name "${raw.slice(0, 64)}"`, { field: "label name" });
+  }
+}
+
+export const ROUTES: readonly Route[] = [
+  { name: "/health", path: "/health", methods: ["GET", "HEAD"], handler: health },
+  { name: "/metrics", path: "/metrics", methods: ["GET"], handler: metricsText },
+  {
+    name: "/api/v1/import",
+    path: "/api/v1/import",
+    methods: ["POST", "PUT"],
+    handler: (c, q, r, u) => handleIngest(c, q, r, u, { format: "vmjson", influxReply: false }),
+  },
+  {
+    name: "/api/v1/import/csv",
+    path: "/api/v1/import/csv",
+    methods: ["POST", "PUT"],
+    handler: (c, q, r, u) => handleIngest(c, q, r, u, { format: "csv", influxReply: false }),
+  },
+  { name: "/write", path: "/write", methods: ["POST"], handler: (c, q, r, u) => handleIngest(c, q, r, u, { format: "influx", influxReply: true }) },
+  {
+    name: "/api/v2/write",
+    path: "/api/v2/write",
+    methods: ["POST"],
+    handler: (c, q, r, u) => handleIngest(c, q, r, u, { format: "influx", influxReply: true, precisionV2: true }),
+  },
+  { name: "/api/v1/export", path: "/api/v1/export", methods: ["GET", "POST"], handler: (c, q, r, u) => handleExport(c, q, r, u) },
+  { name: "/api/v1/series", path: "/api/v1/series", methods: ["GET", "POST"], handler: (c, q, r, u) => handleSeries(c, q, r, u) },
+  { name: "/api/v1/labels", path: "/api/v1/labels", methods: ["GET", "POST"], handler: (c, q, r, u) => handleLabels(c, q, r, u) },
+  {
+    name: "/api/v1/label/:name/values",
+    path: /^\/api\/v1\/label\/([^/]+)\/values$/,
+    methods: ["GET", "POST"],
+    handler: (c, q, r, u, p) => handleLabelValues(c, q, r, u, labelName(p[0] ?? "")),
+  },
+  { name: "/hq/v1/admin/flush", path: "/hq/v1/admin/flush", methods: ["POST"], handler: flush },
+  { name: "/hq/v1/status", path: "/hq/v1/status", methods: ["GET"], handler: status },
+];
+
+export type RouteMatch = { route: Route; params: string[] } | { route: null; allowed: string[] | null };
+
+/** Finds the route for a path and method; `allowed` is set when the path exists but not the method (405). */
+export function matchRoute(path: string, method: string): RouteMatch {
+  let allowed: string[] | null = null;
+  for (const route of ROUTES) {
+    let params: string[] | null = null;
+    if (typeof route.path === "string") {
+      if (route.path === path) params = [];
+    } else {
+      const m = route.path.exec(path);
+      if (m !== null) params = m.slice(1);
+    }
+    if (params === null) continue;
+    if (route.methods.includes(method)) return { route, params };
+    allowed = [...(allowed ?? []), ...route.methods];
+  }
+  return { route: null, allowed };
+}

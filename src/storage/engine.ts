@@ -1,0 +1,792 @@
+// The single-node storage engine: WAL → in-memory head → immutable blocks.
+//
+// A write is checked and applied to the head synchronously (so concurrent
+// writes see each other and a point can never take two values), stays
+// invisible while its WAL record waits for fsync, and becomes visible when the
+// fsync returns. A failed WAL append rolls the head back. Identity rules
+// (DESIGN.md decision 6): one point per (series, timestamp); identical replays
+// are no-ops; a different value is a conflict that refuses the whole batch; an
+// original replaces an inferred point.
+
+import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { assert } from "../core/assert.js";
+import { batchDigest, decodeBatch, encodeBatch, ORIGIN_CODE, sameValue, type Batch, type Origin } from "../core/batch.js";
+import { ConflictError, CorruptionError, OverloadError, TooLargeError, UnavailableError, type ConflictingPoint } from "../core/errors.js";
+import { Hlc } from "../core/hlc.js";
+import type { Labels } from "../core/labels.js";
+import type { Limits } from "../core/limits.js";
+import { matchesLabels, type Matcher } from "../core/matchers.js";
+import type { Receipt } from "../core/receipt.js";
+import { nowNs } from "../core/time.js";
+import { Wal } from "../wal/wal.js";
+import { BlockReader, writeBlock } from "./block-io.js";
+import type { BlockBatchEntry, BlockSeriesEntry, BlockSeriesInput, ChunkRef } from "./block-format.js";
+import type { ChunkData } from "./chunk-codec.js";
+import type { EngineStats, FlushResult, MatcherSets, SelectedSeries, SelectOptions, StorageEngine } from "./engine-api.js";
+import { HeadSeries } from "./head.js";
+import { decodeWalBatch, encodeWalBatch, WalRecordType } from "./wal-payload.js";
+
+export interface EngineOptions {
+  dataDir: string;
+  limits: Limits;
+  /** Blocks wholly older than this are deleted; null keeps everything. */
+  retentionMs: number | null;
+  /** Start over corrupt WAL or blocks, quarantining what is damaged (standalone only). */
+  acceptDataLoss: boolean;
+  log: Logger;
+  metrics: Registry;
+  /** Cut the head into a block once it holds this many samples. */
+  headSamplesMax?: number;
+  /** ...or once its oldest unflushed write is this old. */
+  flushIntervalMs?: number;
+  /** Benchmarks only: skip fsync. */
+  fsync?: boolean;
+}
+
+interface BlockRef {
+  readonly reader: BlockReader;
+  readonly entry: BlockSeriesEntry;
+}
+
+interface SeriesState {
+  readonly key: string;
+  readonly labels: Labels;
+  readonly head: HeadSeries;
+  blocks: BlockRef[];
+}
+
+/** What the engine remembers of a batch, for idempotency and provenance. */
+interface BatchState {
+  readonly batchId: string;
+  readonly sha256: string;
+  readonly shardId: number;
+  readonly origin: Origin;
+  readonly inference: string | null;
+  readonly hlc: bigint;
+  readonly sampleCount: number;
+  committed: boolean;
+  /** Index in the head batch table, or -1 once flushed into a block. */
+  headRef: number;
+  /** The block holding it once flushed. */
+  blockPath: string | null;
+  /** Resolves when the batch's WAL record is durable (or rejects). */
+  readonly durable: Promise<void>;
+}
+
+type Op =
+  | { kind: "insert"; s: SeriesState; t: bigint; v: number }
+  | { kind: "replace"; s: SeriesState; index: number; t: bigint; v: number; oldV: number; oldOrigin: number; oldRef: number };
+
+const DEFAULT_HEAD_SAMPLES_MAX = 4_000_000;
+const DEFAULT_FLUSH_INTERVAL_MS = 30 * 60 * 1000;
+const RETENTION_CHECK_MS = 60 * 1000;
+const CHUNK_CACHE_ENTRIES_MAX = 512;
+
+export async function openEngine(opts: EngineOptions): Promise<StorageEngine> {
+  const e = new Engine(opts);
+  await e.open();
+  return e;
+}
+
+export class Engine implements StorageEngine {
+  private readonly series = new Map<string, SeriesState>();
+  private readonly byMetric = new Map<string, Set<SeriesState>>();
+  private readonly batches = new Map<string, BatchState>();
+  private headBatches: BatchState[] = [];
+  private headSamples = 0;
+  private headOldestWriteMs: number | null = null;
+  private readonly blockReaders: BlockReader[] = [];
+  private wal: Wal | null = null;
+  private inflight = new Set<Promise<void>>();
+  private flushing: Promise<FlushResult> | null = null;
+  private failed: Error | null = null;
+  private closed = false;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly hlc = new Hlc();
+  private readonly chunkCache = new Map<string, ChunkData>();
+  private readonly m;
+  private readonly walDir: string;
+  private readonly blocksDir: string;
+  private readonly counters = { samples: 0, duplicates: 0, batches: 0, conflicts: 0 };
+
+  constructor(private readonly opts: EngineOptions) {
+    this.walDir = join(opts.dataDir, "wal");
+    this.blocksDir = join(opts.dataDir, "blocks");
+    const reg = opts.metrics;
+    this.m = {
+      samples: new Counter({ name: "hqts_samples_ingested_total", help: "Samples newly stored.", registers: [reg] }),
+      duplicates: new Counter({ name: "hqts_duplicate_samples_total", help: "Samples received that were already stored with the same value.", registers: [reg] }),
+      batches: new Counter({ name: "hqts_batches_total", help: "Write batches by outcome.", labelNames: ["outcome"], registers: [reg] }),
+      fsync: new Histogram({
+        name: "hqts_wal_fsync_duration_seconds",
+        help: "WAL fsync latency (one fsync covers every write waiting: group commit).",
+        buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+        registers: [reg],
+      }),
+      walCorruptions: new Counter({ name: "hqts_wal_damage_total", help: "WAL damage found at open, by kind.", labelNames: ["kind"], registers: [reg] }),
+    };
+    const self = this;
+    new Gauge({ name: "hqts_series", help: "Series known (head and blocks).", registers: [reg], collect() { this.set(self.series.size); } });
+    new Gauge({ name: "hqts_head_samples", help: "Samples in the in-memory head.", registers: [reg], collect() { this.set(self.headSamples); } });
+    new Gauge({ name: "hqts_blocks", help: "Immutable blocks on disk.", registers: [reg], collect() { this.set(self.blockReaders.length); } });
+    new Gauge({
+      name: "hqts_disk_bytes",
+      help: "Bytes on disk by kind.",
+      labelNames: ["kind"],
+      registers: [reg],
+      collect() {
+        const s = self.stats();
+        this.set({ kind: "wal" }, s.walBytes);
+        this.set({ kind: "blocks" }, s.blockBytes);
+      },
+    });
+  }
+
+  // ---- lifecycle -------------------------------------------------------
+
+  async open(): Promise<void> {
+    await mkdir(this.walDir, { recursive: true });
+    await mkdir(this.blocksDir, { recursive: true });
+    await this.loadBlocks();
+    await this.replayWal();
+    this.timers.push(setInterval(() => this.maybeAutoFlush(true), Math.min(this.flushIntervalMs, 60_000)).unref());
+    if (this.opts.retentionMs !== null) this.timers.push(setInterval(() => void this.applyRetention(), RETENTION_CHECK_MS).unref());
+    await this.applyRetention();
+  }
+
+  private get flushIntervalMs(): number {
+    return this.opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
+  }
+
+  private async loadBlocks(): Promise<void> {
+    const names = (await readdir(this.blocksDir)).filter((n) => n.endsWith(".hqb")).sort();
+    for (const name of names) {
+      const path = join(this.blocksDir, name);
+      let reader: BlockReader;
+      try {
+        reader = await BlockReader.open(path);
+      } catch (err) {
+        if (!(err instanceof CorruptionError) || !this.opts.acceptDataLoss) throw err;
+        const q = join(this.opts.dataDir, "quarantine");
+        await mkdir(q, { recursive: true });
+        await rename(path, join(q, name));
+        this.opts.log.error({ file: path, err: err.message }, "corrupt block quarantined: every sample in it is lost on this node");
+        continue;
+      }
+      this.attachBlock(reader);
+    }
+  }
+
+  private attachBlock(reader: BlockReader): void {
+    this.blockReaders.push(reader);
+    for (const entry of reader.series()) {
+      const s = this.seriesFor(entry.key, entry.labels);
+      s.blocks.push({ reader, entry });
+    }
+    for (const b of reader.batches()) {
+      const known = this.batches.get(b.batchId);
+      if (known !== undefined) {
+        // The same batch in two blocks: a flush that crashed after writing the block but before dropping the WAL.
+        assert(known.sha256 === b.sha256, `batch ${b.batchId} stored with two digests`);
+        continue;
+      }
+      this.batches.set(b.batchId, {
+        batchId: b.batchId,
+        sha256: b.sha256,
+        shardId: b.shardId,
+        origin: b.origin,
+        inference: b.inference,
+        hlc: BigInt(b.hlc),
+        sampleCount: b.sampleCount,
+        committed: true,
+        headRef: -1,
+        blockPath: reader.meta.path,
+        durable: Promise.resolve(),
+      });
+    }
+  }
+
+  private async replayWal(): Promise<void> {
+    const opened = await Wal.open(this.walDir, {
+      onCorruption: this.opts.acceptDataLoss ? "quarantine" : "fail",
+      pendingWritesMax: this.opts.limits.pendingWritesMax * 2,
+      fsync: this.opts.fsync ?? true,
+      onFsync: (durationMs: number) => this.m.fsync.observe(durationMs / 1000),
+    });
+    this.wal = opened.wal;
+    for (const f of opened.findings) {
+      this.m.walCorruptions.inc({ kind: f.kind });
+      if (f.kind === "torn_tail")
+        this.opts.log.warn({ ...f }, "WAL torn tail truncated (a write interrupted by a crash; it was never acknowledged)");
+      else this.opts.log.error({ ...f }, "WAL corruption: the records in this byte range are LOST on this node (started with --accept-data-loss)");
+    }
+    let applied = 0;
+    for await (const rec of opened.replay()) {
+      if (rec.type !== WalRecordType.COMMITTED_BATCH) {
+        this.opts.log.warn({ type: rec.type, segment: rec.segment, offset: rec.offset }, "WAL record of a type the standalone engine does not use; skipped");
+        continue;
+      }
+      const source = `${this.walDir}/segment ${rec.segment}`;
+      const wb = decodeWalBatch(rec.payload, source);
+      if (this.batches.has(wb.batchId)) continue; // already in a block
+      const batch = decodeBatch(wb.batchBytes, source);
+      this.hlc.observe(wb.hlc);
+      try {
+        const ops = this.plan(batch);
+        const st = this.registerBatch(wb.batchId, wb.sha256, batch, wb.hlc, true);
+        this.applyOps(ops, batch.origin, st.headRef);
+        applied++;
+      } catch (err) {
+        // A batch was acked only after its checks passed against everything before it; replaying in the same order
+        // must pass again. A conflict here means the stored data changed underneath: report it loudly, keep going.
+        if (!(err instanceof ConflictError)) throw err;
+        this.opts.log.error({ batchId: wb.batchId, err: err.message }, "WAL replay: batch conflicts with stored data; not applied");
+      }
+    }
+    if (applied > 0) this.headOldestWriteMs = Date.now();
+    this.opts.log.info({ batches: applied, headSamples: this.headSamples, blocks: this.blockReaders.length }, "storage opened");
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.flushing !== null) await this.flushing.catch(() => undefined);
+    await Promise.allSettled([...this.inflight]);
+    await this.wal?.close();
+    for (const r of this.blockReaders) await r.close();
+  }
+
+  // ---- writes ----------------------------------------------------------
+
+  async write(batch: Batch, batchId: string, encoded?: Uint8Array): Promise<Receipt> {
+    this.checkWritable();
+    while (this.flushing !== null) await this.flushing.catch(() => undefined);
+    this.checkWritable();
+    const bytes = encoded ?? encodeBatch(batch);
+    const sha = batchDigest(bytes);
+    const known = this.batches.get(batchId);
+    if (known !== undefined) {
+      if (known.sha256 !== sha) {
+        this.m.batches.inc({ outcome: "conflict" });
+        throw new ConflictError(`batch id "${batchId}" was already used for different content (stored SHA-256 ${known.sha256}, offered ${sha})`, [], { batchId });
+      }
+      await known.durable;
+      this.m.batches.inc({ outcome: "duplicate" });
+      this.m.duplicates.inc(batch.sampleCount);
+      this.counters.duplicates += batch.sampleCount;
+      return this.receipt(known, 0, known.sampleCount, true);
+    }
+    if (this.inflight.size >= this.opts.limits.pendingWritesMax)
+      throw new OverloadError(`${this.inflight.size} writes are waiting for the WAL (limit ${this.opts.limits.pendingWritesMax})`);
+
+    let ops: Op[];
+    try {
+      ops = this.plan(batch);
+    } catch (err) {
+      if (err instanceof ConflictError) {
+        this.m.batches.inc({ outcome: "conflict" });
+        this.counters.conflicts++;
+      }
+      throw err;
+    }
+    const hlc = this.hlc.now();
+    const st = this.registerBatch(batchId, sha, batch, hlc, false);
+    this.applyOps(ops, batch.origin, st.headRef);
+    const accepted = ops.length;
+    const wal = this.wal;
+    assert(wal !== null, "write before open");
+    const payload = encodeWalBatch({ batchId, sha256: sha, hlc, batchBytes: bytes });
+    const durable = (async () => {
+      try {
+        await wal.append(WalRecordType.COMMITTED_BATCH, payload);
+      } catch (err) {
+        this.rollback(ops, st);
+        if (!(err instanceof OverloadError)) this.failed = err as Error;
+        throw err;
+      }
+      st.committed = true;
+    })();
+    (st as { durable: Promise<void> }).durable = durable;
+    this.inflight.add(durable);
+    try {
+      await durable;
+    } catch (err) {
+      if (err instanceof OverloadError) throw err;
+      throw new UnavailableError("the write-ahead log failed; this node takes no more writes until restarted", 5, { cause: err });
+    } finally {
+      this.inflight.delete(durable);
+    }
+    this.m.batches.inc({ outcome: "stored" });
+    this.m.samples.inc(accepted);
+    this.m.duplicates.inc(batch.sampleCount - accepted);
+    this.counters.samples += accepted;
+    this.counters.duplicates += batch.sampleCount - accepted;
+    this.counters.batches++;
+    if (this.headOldestWriteMs === null) this.headOldestWriteMs = Date.now();
+    this.maybeAutoFlush(false);
+    return this.receipt(st, accepted, batch.sampleCount - accepted, false);
+  }
+
+  private checkWritable(): void {
+    if (this.closed) throw new UnavailableError("the node is shutting down", 1);
+    if (this.failed !== null) throw new UnavailableError(`the write-ahead log failed (${this.failed.message}); restart the node`, 5);
+  }
+
+  private receipt(st: BatchState, accepted: number, duplicates: number, duplicate: boolean): Receipt {
+    return {
+      batchId: st.batchId,
+      sha256: st.sha256,
+      shardId: st.shardId,
+      hlc: st.hlc.toString(),
+      samples: st.sampleCount,
+      accepted,
+      duplicates,
+      conflicts: [],
+      duplicate,
+      replicas: ["local"],
+    };
+  }
+
+  private registerBatch(batchId: string, sha: string, batch: Batch, hlc: bigint, committed: boolean): BatchState {
+    const st: BatchState = {
+      batchId,
+      sha256: sha,
+      shardId: batch.shardId,
+      origin: batch.origin,
+      inference: batch.inference,
+      hlc,
+      sampleCount: batch.sampleCount,
+      committed,
+      headRef: this.headBatches.length,
+      blockPath: null,
+      durable: Promise.resolve(),
+    };
+    this.headBatches.push(st);
+    this.batches.set(batchId, st);
+    return st;
+  }
+
+  /** Checks every point of the batch against head and blocks; returns the changes to make, or throws ConflictError. */
+  private plan(batch: Batch): Op[] {
+    const ops: Op[] = [];
+    const conflicts: ConflictingPoint[] = [];
+    const incoming = ORIGIN_CODE[batch.origin];
+    for (const bs of batch.series) {
+      const s = this.series.get(bs.key) ?? this.seriesFor(bs.key, bs.labels);
+      const n = bs.timestampsNs.length;
+      const blocks = n > 0 ? this.blocksOverlapping(s, bs.timestampsNs[0]!, bs.timestampsNs[n - 1]!) : [];
+      for (let i = 0; i < n; i++) {
+        const t = bs.timestampsNs[i]!;
+        const v = bs.values[i]!;
+        const hi = s.head.find(t);
+        let existing: { v: number; origin: number } | null = null;
+        if (hi >= 0) existing = { v: s.head.values[hi]!, origin: s.head.origins[hi]! };
+        else if (blocks.length > 0) existing = this.findInBlocks(blocks, t);
+        if (existing === null) {
+          ops.push({ kind: "insert", s, t, v });
+          continue;
+        }
+        if (existing.origin === incoming) {
+          if (sameValue(existing.v, v)) continue; // identical replay
+          if (conflicts.length < 100) conflicts.push({ series: bs.key, timestampNs: t.toString(), storedValue: existing.v, offeredValue: v });
+          continue;
+        }
+        if (incoming === ORIGIN_CODE.inferred) continue; // an original is already there: inference yields
+        // An original arrives where an inferred point stands: it replaces it.
+        if (hi >= 0)
+          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldRef: s.head.batchRefs[hi]! });
+        else ops.push({ kind: "insert", s, t, v });
+      }
+    }
+    if (conflicts.length > 0)
+      throw new ConflictError(
+        `${conflicts.length >= 100 ? "100 or more" : conflicts.length} point(s) already hold a different value; nothing of this batch was stored`,
+        conflicts,
+      );
+    return ops;
+  }
+
+  private applyOps(ops: Op[], origin: Origin, batchRef: number): void {
+    const code = ORIGIN_CODE[origin];
+    for (const op of ops) {
+      if (op.kind === "insert") {
+        const pos = op.s.head.find(op.t);
+        assert(pos < 0, "insert of a point the plan saw absent, now present");
+        op.s.head.insertAt(-pos - 1, op.t, op.v, code, batchRef);
+        this.headSamples++;
+      } else {
+        const i = op.s.head.find(op.t);
+        assert(i >= 0, "replace of a point no longer in the head");
+        op.s.head.replaceAt(i, op.v, code, batchRef);
+      }
+    }
+  }
+
+  private rollback(ops: Op[], st: BatchState): void {
+    const removals = new Map<SeriesState, Set<bigint>>();
+    for (let k = ops.length - 1; k >= 0; k--) {
+      const op = ops[k]!;
+      if (op.kind === "insert") {
+        let set = removals.get(op.s);
+        if (set === undefined) removals.set(op.s, (set = new Set()));
+        set.add(op.t);
+        continue;
+      }
+      const i = op.s.head.find(op.t);
+      assert(i >= 0, "rollback of a point not in the head");
+      op.s.head.replaceAt(i, op.oldV, op.oldOrigin, op.oldRef);
+    }
+    for (const [s, set] of removals) {
+      const h = s.head;
+      this.headSamples -= h.removeWhere((j) => h.batchRefs[j] === st.headRef && set.has(h.timestampsNs[j]!));
+    }
+    this.batches.delete(st.batchId);
+    st.committed = false;
+  }
+
+  private seriesFor(key: string, labels: Labels): SeriesState {
+    let s = this.series.get(key);
+    if (s === undefined) {
+      s = { key, labels, head: new HeadSeries(), blocks: [] };
+      this.series.set(key, s);
+      const name = metricNameOf(labels);
+      let set = this.byMetric.get(name);
+      if (set === undefined) this.byMetric.set(name, (set = new Set()));
+      set.add(s);
+    }
+    return s;
+  }
+
+  private blocksOverlapping(s: SeriesState, minT: bigint, maxT: bigint): { ref: BlockRef; chunk: ChunkRef }[] {
+    const out: { ref: BlockRef; chunk: ChunkRef }[] = [];
+    for (const ref of s.blocks)
+      for (const c of ref.entry.chunks) if (c.maxTimeNs >= minT && c.minTimeNs <= maxT) out.push({ ref, chunk: c });
+    return out;
+  }
+
+  private chunk(ref: BlockRef, c: ChunkRef): ChunkData {
+    const k = `${ref.reader.meta.path}:${c.offset}`;
+    let d = this.chunkCache.get(k);
+    if (d !== undefined) {
+      this.chunkCache.delete(k);
+      this.chunkCache.set(k, d);
+      return d;
+    }
+    d = ref.reader.readChunk(c);
+    this.chunkCache.set(k, d);
+    if (this.chunkCache.size > CHUNK_CACHE_ENTRIES_MAX) this.chunkCache.delete(this.chunkCache.keys().next().value!);
+    return d;
+  }
+
+  /** The stored point at t in blocks: an original wins over an inferred one. */
+  private findInBlocks(cands: { ref: BlockRef; chunk: ChunkRef }[], t: bigint): { v: number; origin: number } | null {
+    let found: { v: number; origin: number } | null = null;
+    for (const { ref, chunk } of cands) {
+      if (t < chunk.minTimeNs || t > chunk.maxTimeNs) continue;
+      const d = this.chunk(ref, chunk);
+      const i = bsearch(d.timestampsNs, t);
+      if (i < 0) continue;
+      const o = d.origins[i]!;
+      if (found === null || (found.origin !== ORIGIN_CODE.original && o === ORIGIN_CODE.original)) found = { v: d.values[i]!, origin: o };
+    }
+    return found;
+  }
+
+  // ---- flush & retention ----------------------------------------------
+
+  private maybeAutoFlush(byTimer: boolean): void {
+    if (this.flushing !== null || this.closed || this.failed !== null) return;
+    const full = this.headSamples >= (this.opts.headSamplesMax ?? DEFAULT_HEAD_SAMPLES_MAX);
+    const old = byTimer && this.headOldestWriteMs !== null && Date.now() - this.headOldestWriteMs >= this.flushIntervalMs;
+    if (!full && !old) return;
+    this.flush().catch((err: Error) => this.opts.log.error({ err: err.message }, "background flush failed"));
+  }
+
+  flush(): Promise<FlushResult> {
+    if (this.flushing !== null) return this.flushing;
+    const p = this.doFlush().finally(() => {
+      this.flushing = null;
+    });
+    this.flushing = p;
+    return p;
+  }
+
+  private async doFlush(): Promise<FlushResult> {
+    // New writes wait (write() loops on this.flushing); let the ones in flight become durable or fail first.
+    await Promise.allSettled([...this.inflight]);
+    const wal = this.wal;
+    assert(wal !== null, "flush before open");
+    if (this.headBatches.length === 0) return { blockPath: null, series: 0, samples: 0 };
+    const firstKept = await wal.rotate();
+    const cutoff = this.retentionCutoffNs();
+    // A batch rolled back after an overload keeps its slot in the head table; blocks list committed batches only.
+    const remap = new Int32Array(this.headBatches.length).fill(-1);
+    const committed = this.headBatches.filter((b) => b.committed);
+    committed.forEach((b, k) => (remap[b.headRef] = k));
+    const input: BlockSeriesInput[] = [];
+    let samples = 0;
+    for (const s of [...this.series.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
+      const h = s.head;
+      if (h.length === 0) continue;
+      const from = cutoff === null ? 0 : h.lowerBound(cutoff);
+      if (from === h.length) continue;
+      const refs = new Uint32Array(h.length - from);
+      for (let i = from; i < h.length; i++) {
+        const k = remap[h.batchRefs[i]!]!;
+        assert(k >= 0, "flush met a sample of an uncommitted batch");
+        refs[i - from] = k;
+      }
+      input.push({
+        labels: s.labels,
+        data: {
+          timestampsNs: h.timestampsNs.slice(from, h.length),
+          values: h.values.slice(from, h.length),
+          origins: h.origins.slice(from, h.length),
+          batchRefs: refs,
+        },
+      });
+      samples += h.length - from;
+    }
+    const batchEntries: BlockBatchEntry[] = committed.map((b) => ({
+      batchId: b.batchId,
+      sha256: b.sha256,
+      origin: b.origin,
+      shardId: b.shardId,
+      hlc: b.hlc.toString(),
+      sampleCount: b.sampleCount,
+      inference: b.inference,
+    }));
+    const meta = await writeBlock(this.blocksDir, { series: input, batches: batchEntries });
+    const reader = await BlockReader.open(meta.path);
+    // From here the block holds everything the head did: swap atomically (no await until the WAL cleanup).
+    for (const b of this.headBatches) {
+      b.headRef = -1;
+      b.blockPath = meta.path;
+    }
+    this.headBatches = [];
+    for (const s of this.series.values()) {
+      s.head.length = 0;
+      if (s.head.timestampsNs.length > 1024) {
+        const fresh = new HeadSeries();
+        Object.assign(s.head, { timestampsNs: fresh.timestampsNs, values: fresh.values, origins: fresh.origins, batchRefs: fresh.batchRefs });
+      }
+    }
+    this.headSamples = 0;
+    this.headOldestWriteMs = null;
+    this.attachBlock(reader);
+    await wal.removeSegmentsBefore(firstKept);
+    this.opts.log.info({ block: meta.path, series: input.length, samples, bytes: meta.sizeBytes }, "head flushed to block");
+    return { blockPath: meta.path, series: input.length, samples };
+  }
+
+  private retentionCutoffNs(): bigint | null {
+    return this.opts.retentionMs === null ? null : nowNs() - BigInt(this.opts.retentionMs) * 1_000_000n;
+  }
+
+  private async applyRetention(): Promise<void> {
+    const cutoff = this.retentionCutoffNs();
+    if (cutoff === null || this.closed) return;
+    const expired = this.blockReaders.filter((r) => r.meta.maxTimeNs < cutoff);
+    for (const r of expired) {
+      this.blockReaders.splice(this.blockReaders.indexOf(r), 1);
+      for (const s of this.series.values()) s.blocks = s.blocks.filter((b) => b.reader !== r);
+      for (const [id, b] of this.batches) if (b.blockPath === r.meta.path) this.batches.delete(id);
+      for (const k of [...this.chunkCache.keys()]) if (k.startsWith(`${r.meta.path}:`)) this.chunkCache.delete(k);
+      await r.close();
+      await rm(r.meta.path, { force: true });
+      this.opts.log.info({ block: r.meta.path }, "block past retention deleted");
+    }
+    for (const [key, s] of this.series)
+      if (s.blocks.length === 0 && s.head.length === 0) {
+        this.series.delete(key);
+        this.byMetric.get(metricNameOf(s.labels))?.delete(s);
+      }
+  }
+
+  // ---- reads -----------------------------------------------------------
+
+  private candidates(sets: MatcherSets): SeriesState[] {
+    const out = new Set<SeriesState>();
+    for (const ms of sets) {
+      const eq = ms.find(METRIC_NAME_EQ);
+      const pool = eq !== undefined ? (this.byMetric.get(eq.value) ?? new Set<SeriesState>()) : this.series.values();
+      for (const s of pool) if (matchesLabels(ms as Matcher[], s.labels)) out.add(s);
+    }
+    return [...out].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  private hasDataIn(s: SeriesState, startNs: bigint, endNs: bigint): boolean {
+    const h = s.head;
+    if (h.length > 0) {
+      const i = h.lowerBound(startNs);
+      for (let j = i; j < h.length && h.timestampsNs[j]! <= endNs; j++) if (this.visible(h, j)) return true;
+    }
+    return s.blocks.some((b) => b.entry.chunks.some((c) => c.maxTimeNs >= startNs && c.minTimeNs <= endNs));
+  }
+
+  private visible(h: HeadSeries, i: number): boolean {
+    return this.headBatches[h.batchRefs[i]!]!.committed;
+  }
+
+  select(sets: MatcherSets, o: SelectOptions): SelectedSeries[] {
+    const out: SelectedSeries[] = [];
+    let total = 0;
+    for (const s of this.candidates(sets)) {
+      const r = this.readSeries(s, o.startNs, o.endNs, o.includeInferred);
+      if (r === null) continue;
+      if (out.length >= o.seriesMax) throw new TooLargeError("number of series in one read", o.seriesMax);
+      total += r.timestampsNs.length;
+      if (total > o.samplesMax) throw new TooLargeError("number of samples in one read", o.samplesMax);
+      out.push(r);
+    }
+    return out;
+  }
+
+  private readSeries(s: SeriesState, startNs: bigint, endNs: bigint, includeInferred: boolean): SelectedSeries | null {
+    const batchIds: string[] = [];
+    const idIndex = new Map<string, number>();
+    const ref = (id: string): number => {
+      let k = idIndex.get(id);
+      if (k === undefined) {
+        k = batchIds.length;
+        batchIds.push(id);
+        idIndex.set(id, k);
+      }
+      return k;
+    };
+    const ts: bigint[] = [];
+    const vs: number[] = [];
+    const os: number[] = [];
+    const rs: number[] = [];
+    let sources = 0;
+    for (const b of s.blocks) {
+      const table = b.reader.batches();
+      for (const c of b.entry.chunks) {
+        if (c.maxTimeNs < startNs || c.minTimeNs > endNs) continue;
+        const d = this.chunk(b, c);
+        sources++;
+        for (let i = lowerBoundArr(d.timestampsNs, startNs); i < d.timestampsNs.length && d.timestampsNs[i]! <= endNs; i++) {
+          ts.push(d.timestampsNs[i]!);
+          vs.push(d.values[i]!);
+          os.push(d.origins[i]!);
+          rs.push(ref(table[d.batchRefs[i]!]!.batchId));
+        }
+      }
+    }
+    const h = s.head;
+    if (h.length > 0) {
+      sources++;
+      for (let i = h.lowerBound(startNs); i < h.length && h.timestampsNs[i]! <= endNs; i++) {
+        if (!this.visible(h, i)) continue;
+        ts.push(h.timestampsNs[i]!);
+        vs.push(h.values[i]!);
+        os.push(h.origins[i]!);
+        rs.push(ref(this.headBatches[h.batchRefs[i]!]!.batchId));
+      }
+    }
+    let order = ts.map((_, i) => i);
+    if (sources > 1) order.sort((a, b) => (ts[a]! < ts[b]! ? -1 : ts[a]! > ts[b]! ? 1 : os[a]! - os[b]!));
+    // One point per timestamp: after the sort an original comes first, and it wins.
+    order = order.filter((i, k) => k === 0 || ts[order[k - 1]!] !== ts[i]);
+    if (!includeInferred) order = order.filter((i) => os[i] === ORIGIN_CODE.original);
+    if (order.length === 0) return null;
+    const n = order.length;
+    const res = {
+      key: s.key,
+      labels: s.labels,
+      timestampsNs: new BigInt64Array(n),
+      values: new Float64Array(n),
+      origins: new Uint8Array(n),
+      batchRefs: new Uint32Array(n),
+      batchIds,
+    };
+    for (let k = 0; k < n; k++) {
+      const i = order[k]!;
+      res.timestampsNs[k] = ts[i]!;
+      res.values[k] = vs[i]!;
+      res.origins[k] = os[i]!;
+      res.batchRefs[k] = rs[i]!;
+    }
+    return res;
+  }
+
+  seriesLabels(sets: MatcherSets, startNs: bigint, endNs: bigint, seriesMax: number): Labels[] {
+    const out: Labels[] = [];
+    for (const s of this.candidates(sets)) {
+      if (!this.hasDataIn(s, startNs, endNs)) continue;
+      if (out.length >= seriesMax) throw new TooLargeError("number of series in one read", seriesMax);
+      out.push(s.labels);
+    }
+    return out;
+  }
+
+  private scope(sets: MatcherSets | null, startNs: bigint, endNs: bigint): SeriesState[] {
+    const pool = sets === null ? [...this.series.values()] : this.candidates(sets);
+    return pool.filter((s) => this.hasDataIn(s, startNs, endNs));
+  }
+
+  labelNames(sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[] {
+    const names = new Set<string>();
+    for (const s of this.scope(sets, startNs, endNs)) for (const [n] of s.labels) names.add(n);
+    return [...names].sort();
+  }
+
+  labelValues(name: string, sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[] {
+    const values = new Set<string>();
+    for (const s of this.scope(sets, startNs, endNs)) for (const [n, v] of s.labels) if (n === name) values.add(v);
+    return [...values].sort();
+  }
+
+  stats(): EngineStats {
+    const blockBytes = this.blockReaders.reduce((a, r) => a + r.meta.sizeBytes, 0);
+    const walBytes = this.wal?.sizeBytes() ?? 0;
+    return {
+      seriesCount: this.series.size,
+      headSamples: this.headSamples,
+      blockCount: this.blockReaders.length,
+      blockSamples: this.blockReaders.reduce((a, r) => a + r.meta.sampleCount, 0),
+      bytesOnDisk: blockBytes + walBytes,
+      walBytes,
+      blockBytes,
+      samplesIngestedTotal: this.counters.samples,
+      duplicateSamplesTotal: this.counters.duplicates,
+      batchesTotal: this.counters.batches,
+      conflictsTotal: this.counters.conflicts,
+    };
+  }
+}
+
+const METRIC_NAME_EQ = (m: Matcher): boolean => m.name === "__name__" && m.op === "=";
+
+function metricNameOf(labels: Labels): string {
+  for (const [n, v] of labels) if (n === "__name__") return v;
+  return "";
+}
+
+function bsearch(a: BigInt64Array, t: bigint): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = a[mid]!;
+    if (v < t) lo = mid + 1;
+    else if (v > t) hi = mid - 1;
+    else return mid;
+  }
+  return -1;
+}
+
+function lowerBoundArr(a: BigInt64Array, t: bigint): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
