@@ -62,7 +62,7 @@ const JOBS = [
 const REGIONS = ["eu-west-1", "us-east-1", "ap-south-1"] as const;
 
 export function syntheticSummary(o: SyntheticOptions): string {
-  return `synthetic: ${o.series.toLocaleString("en-US")} series x ${o.samplesPerSeries} samples, seed ${o.seed}, start ${new Date(o.startMs).toISOString()}, jobs node, api, sensors, postgres, redis (15 s / 10 s)`;
+  return `${o.series.toLocaleString("en-US")} series x ${o.samplesPerSeries} samples, seed ${o.seed}, start ${new Date(o.startMs).toISOString()}, jobs node, api, sensors, postgres, redis (15 s / 10 s)`;
 }
 
 /**
@@ -415,7 +415,9 @@ export function buildSyntheticDataset(o: SyntheticOptions, maxSamplesPerRequest:
   packer.finish();
   return {
     name: "synthetic",
-    description: syntheticSummary(o),
+    description: `${syntheticSummary(o)}; series by kind: ${Object.entries(kinds)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
     series,
     requests: packer.requests,
     requestSamples: packer.requestSamples,

@@ -45,6 +45,8 @@ export function parseInfluxDetailed(body: Uint8Array, opts: InfluxOptions): Infl
     nowNs: opts.nowNs,
     precision: opts.precision ?? "ns",
     stringFieldsIgnored: 0,
+    fieldKeysRaw: [],
+    fieldValues: [],
   };
   const lines = new LineReader(text, opts.limits.lineBytesMax);
   for (let line = lines.next(); line !== null; line = lines.next()) parseLine(line, lines.lineNo, state);
@@ -59,6 +61,9 @@ interface LineState {
   nowNs: bigint;
   precision: Precision;
   stringFieldsIgnored: number;
+  /** Scratch space for one line's numeric fields, reused across lines. */
+  fieldKeysRaw: string[];
+  fieldValues: number[];
 }
 
 const COMMA = 44;
@@ -120,56 +125,55 @@ function skipSpaces(s: string, i: number): number {
   return i;
 }
 
-interface NumericField {
-  keyRaw: string;
-  value: number;
+function badAt(lineNo: number, message: string, field: string, index: number): BadInputError {
+  return new BadInputError(message, { line: lineNo, column: index + 1, field });
 }
 
 function parseLine(line: string, lineNo: number, st: LineState): void {
-  const bad = (message: string, field: string, index: number): BadInputError =>
-    new BadInputError(message, { line: lineNo, column: index + 1, field });
   const n = line.length;
   let i = 0;
   while (i < n && (line.charCodeAt(i) === SPACE || line.charCodeAt(i) === TAB)) i++;
   if (i === n || line.charCodeAt(i) === HASH) return;
 
+  // The series part is only validated here; it is unescaped into labels on a cache miss.
   const seriesStart = i;
   i = scan(line, i, isMeasurementStop, isMeasurementEscapable);
-  const measurementRaw = line.slice(seriesStart, i);
-
-  const tags: [string, string][] = [];
+  const measurementEnd = i;
   while (i < n && line.charCodeAt(i) === COMMA) {
     const keyStart = ++i;
     i = scan(line, i, isTagKeyStop, isKeyEscapable);
-    if (i === keyStart) throw bad("empty tag key", "tag key", keyStart);
-    if (i === n || line.charCodeAt(i) !== EQUALS) throw bad(`tag key ${quote(line.slice(keyStart, i))} is not followed by '='`, "tag key", i);
+    if (i === keyStart) throw badAt(lineNo, "empty tag key", "tag key", keyStart);
+    if (i === n || line.charCodeAt(i) !== EQUALS) throw badAt(lineNo, `tag key ${quote(line.slice(keyStart, i))} is not followed by '='`, "tag key", i);
     const valueStart = ++i;
     i = scan(line, i, isTagValueStop, isKeyEscapable);
-    if (i === valueStart) throw bad("empty tag value (omit the tag instead)", "tag value", valueStart);
-    tags.push([unescape(line.slice(keyStart, valueStart - 1), isKeyEscapable), unescape(line.slice(valueStart, i), isKeyEscapable)]);
+    if (i === valueStart) throw badAt(lineNo, "empty tag value (omit the tag instead)", "tag value", valueStart);
   }
-  const seriesRaw = line.slice(seriesStart, i);
+  const seriesEnd = i;
 
   i = skipSpaces(line, i);
-  if (i === n) throw bad("missing field set", "field key", i);
+  if (i === n) throw badAt(lineNo, "missing field set", "field key", i);
 
-  const fields: NumericField[] = [];
+  // Fields are held until the timestamp at the end of the line is known.
+  const keys = st.fieldKeysRaw;
+  const values = st.fieldValues;
+  let fieldCount = 0;
   for (;;) {
     const keyStart = i;
     i = scan(line, i, isFieldKeyStop, isKeyEscapable);
-    if (i === keyStart) throw bad("empty field key", "field key", keyStart);
-    if (i === n || line.charCodeAt(i) !== EQUALS) throw bad(`field key ${quote(line.slice(keyStart, i))} is not followed by '='`, "field key", i);
-    const keyRaw = line.slice(keyStart, i);
+    if (i === keyStart) throw badAt(lineNo, "empty field key", "field key", keyStart);
+    if (i === n || line.charCodeAt(i) !== EQUALS) throw badAt(lineNo, `field key ${quote(line.slice(keyStart, i))} is not followed by '='`, "field key", i);
+    const keyEnd = i;
     const valueStart = ++i;
     if (i < n && line.charCodeAt(i) === QUOTE) {
       i = endOfString(line, i + 1);
-      if (i === n) throw bad("unterminated string field value", "field value", valueStart);
+      if (i === n) throw badAt(lineNo, "unterminated string field value", "field value", valueStart);
       i++; // past the closing quote
       st.stringFieldsIgnored++;
     } else {
       while (i < n && line.charCodeAt(i) !== COMMA && line.charCodeAt(i) !== SPACE) i++;
-      const loc: InputLocation = { line: lineNo, column: valueStart + 1, field: "field value" };
-      fields.push({ keyRaw, value: parseFieldValue(line.slice(valueStart, i), loc) });
+      keys[fieldCount] = line.slice(keyStart, keyEnd);
+      values[fieldCount] = parseFieldValue(line.slice(valueStart, i), lineNo, valueStart);
+      fieldCount++;
     }
     if (i < n && line.charCodeAt(i) === COMMA) {
       i++;
@@ -177,7 +181,7 @@ function parseLine(line: string, lineNo: number, st: LineState): void {
     }
     break;
   }
-  if (i < n && line.charCodeAt(i) !== SPACE) throw bad("expected ',' or ' ' after a field value", "field value", i);
+  if (i < n && line.charCodeAt(i) !== SPACE) throw badAt(lineNo, "expected ',' or ' ' after a field value", "field value", i);
 
   i = skipSpaces(line, i);
   let timestampNs = st.nowNs;
@@ -186,21 +190,32 @@ function parseLine(line: string, lineNo: number, st: LineState): void {
     while (i < n && line.charCodeAt(i) !== SPACE && line.charCodeAt(i) !== TAB) i++;
     timestampNs = parseIntTimestamp(line.slice(tsStart, i), st.precision, { line: lineNo, column: tsStart + 1, field: "timestamp" });
     while (i < n && (line.charCodeAt(i) === SPACE || line.charCodeAt(i) === TAB)) i++;
-    if (i < n) throw bad("unexpected text after the timestamp", "timestamp", i);
+    if (i < n) throw badAt(lineNo, "unexpected text after the timestamp", "timestamp", i);
   }
 
-  if (fields.length === 0) return;
-  const measurement = unescape(measurementRaw, isMeasurementEscapable);
+  if (fieldCount === 0) return;
+  const seriesRaw = line.slice(seriesStart, seriesEnd);
   const loc: InputLocation = { line: lineNo };
-  for (const f of fields) {
-    // A newline cannot occur inside a line, so it separates the two parts unambiguously.
-    const key = st.cache.key(`${seriesRaw}\n${f.keyRaw}`, () => {
-      const fieldKey = unescape(f.keyRaw, isKeyEscapable);
-      const name = measurement === "" ? fieldKey : `${measurement}_${fieldKey}`;
-      return [["__name__", name], ...tags];
-    }, loc);
-    st.builder.addSample(key, timestampNs, f.value, loc);
+  for (let f = 0; f < fieldCount; f++) {
+    const keyRaw = keys[f]!;
+    const key = st.cache.key(seriesRaw, keyRaw, () => seriesLabels(line, seriesStart, measurementEnd, seriesEnd, keyRaw), loc);
+    st.builder.addSample(key, timestampNs, values[f]!, loc);
   }
+}
+
+/** Label pairs of one field's series, from the already validated series part of a line. */
+function seriesLabels(line: string, start: number, measurementEnd: number, end: number, fieldKeyRaw: string): [string, string][] {
+  const measurement = unescape(line.slice(start, measurementEnd), isMeasurementEscapable);
+  const fieldKey = unescape(fieldKeyRaw, isKeyEscapable);
+  const pairs: [string, string][] = [["__name__", measurement === "" ? fieldKey : `${measurement}_${fieldKey}`]];
+  let i = measurementEnd;
+  while (i < end) {
+    const keyStart = i + 1; // past the comma
+    const keyEnd = scan(line, keyStart, isTagKeyStop, isKeyEscapable);
+    i = scan(line, keyEnd + 1, isTagValueStop, isKeyEscapable);
+    pairs.push([unescape(line.slice(keyStart, keyEnd), isKeyEscapable), unescape(line.slice(keyEnd + 1, i), isKeyEscapable)]);
+  }
+  return pairs;
 }
 
 /** Index of the closing quote of a string field value starting at `from`, or the line's length. */
@@ -234,7 +249,8 @@ function allDigits(s: string, from: number, to: number): boolean {
   return true;
 }
 
-function parseFieldValue(tok: string, loc: InputLocation): number {
+function parseFieldValue(tok: string, lineNo: number, start: number): number {
+  const loc: InputLocation = { line: lineNo, column: start + 1, field: "field value" };
   if (tok === "") throw new BadInputError("missing field value", loc);
   const last = tok.charCodeAt(tok.length - 1);
   if (last === 105 /* i */) {

@@ -12,7 +12,9 @@ import type { Limits } from "../core/limits.js";
 const ENTRIES_MAX = 100_000;
 
 export class SeriesCache {
-  private readonly keys = new Map<string, string>();
+  // Two levels (series text, then field or label values) so no lookup has to build a joined key string.
+  private readonly groups = new Map<string, Map<string, string>>();
+  private entries = 0;
 
   constructor(
     private readonly builder: BatchBuilder,
@@ -20,15 +22,26 @@ export class SeriesCache {
   ) {}
 
   /**
-   * The builder key for the series whose raw text is `rawKey`; `pairs` is
-   * called only on a miss. `rawKey` must determine the label set exactly.
+   * The builder key for the series identified by (`group`, `member`), two
+   * strings that together must determine the label set exactly; `pairs` is
+   * called only on a miss.
    */
-  key(rawKey: string, pairs: () => Iterable<readonly [string, string]>, loc: InputLocation): string {
-    const hit = this.keys.get(rawKey);
+  key(group: string, member: string, pairs: () => Iterable<readonly [string, string]>, loc: InputLocation): string {
+    let members = this.groups.get(group);
+    const hit = members?.get(member);
     if (hit !== undefined) return hit;
     const key = this.builder.series(canonicalLabels(pairs(), this.limits, loc), loc);
-    if (this.keys.size >= ENTRIES_MAX) this.keys.clear();
-    this.keys.set(rawKey, key);
+    if (this.entries >= ENTRIES_MAX) {
+      this.groups.clear();
+      this.entries = 0;
+      members = undefined;
+    }
+    if (members === undefined) {
+      members = new Map();
+      this.groups.set(group, members);
+    }
+    members.set(member, key);
+    this.entries++;
     return key;
   }
 }

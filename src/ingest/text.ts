@@ -81,3 +81,22 @@ export function isBlank(line: string): boolean {
 export function quote(s: string, charsMax = 40): string {
   return JSON.stringify(s.length > charsMax ? `${s.slice(0, charsMax)}…` : s);
 }
+
+/**
+ * Checks every physical line against lineBytesMax before a format whose
+ * records may span lines (quoted CSV) starts, so an oversized line is always
+ * reported as such, whatever else is wrong with it.
+ */
+export function checkLineLengths(text: string, lineBytesMax: number): void {
+  let start = 0;
+  let lineNo = 1;
+  while (start <= text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const length = end - start;
+    if (length > lineBytesMax || (length * 3 > lineBytesMax && exceedsBytes(text.slice(start, end), lineBytesMax)))
+      throw new TooLargeError("line length in bytes", lineBytesMax, { line: lineNo });
+    start = end + 1;
+    lineNo++;
+  }
+}

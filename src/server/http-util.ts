@@ -139,17 +139,22 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/** Writes a chunk, waiting for the socket to drain when its buffer is full (backpressure for streamed answers). */
-export function writeChunk(res: ServerResponse, chunk: string): Promise<void> | null {
+/**
+ * Writes a chunk; when the socket's buffer is full, returns a promise that
+ * resolves true once it drained or false if the client went away (backpressure
+ * for streamed answers). Returns null when the caller may go on at once.
+ */
+export function writeChunk(res: ServerResponse, chunk: string): Promise<boolean> | null {
+  if (res.destroyed) return Promise.resolve(false);
   if (res.write(chunk)) return null;
-  return new Promise<void>((resolve, reject) => {
+  return new Promise<boolean>((resolve) => {
     const onDrain = (): void => {
       res.off("close", onClose);
-      resolve();
+      resolve(true);
     };
     const onClose = (): void => {
       res.off("drain", onDrain);
-      reject(new Error("client went away"));
+      resolve(false);
     };
     res.once("drain", onDrain);
     res.once("close", onClose);

@@ -9,7 +9,7 @@ import { nowNs, parsePrecision, type Precision } from "../core/time.js";
 import { parseBody } from "../ingest/index.js";
 import { readBody, sendJson } from "./http-util.js";
 import { toJson } from "./json.js";
-import type { RouteContext } from "./routes.js";
+import type { RouteContext } from "./context.js";
 
 export type IngestFormat = "vmjson" | "influx" | "csv";
 

@@ -18,26 +18,26 @@ export function serverMetrics(registry: Registry, opts: { processMetrics?: boole
   if (existing !== undefined) return existing;
   const m: ServerMetrics = {
     requests: new Counter({
-      name: "hq_http_requests_total",
+      name: "hqts_http_requests_total",
       help: "HTTP requests answered, by route, method and status code.",
       labelNames: ["route", "method", "code"],
       registers: [registry],
     }),
     duration: new Histogram({
-      name: "hq_http_request_duration_seconds",
+      name: "hqts_http_request_duration_seconds",
       help: "Time to answer an HTTP request (streamed answers: until the last byte), by route.",
       labelNames: ["route", "method"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
     ingestSamples: new Counter({
-      name: "hq_ingest_samples_total",
+      name: "hqts_ingest_samples_total",
       help: "Samples received in write requests that were acknowledged (duplicates included), by format. rate() gives samples/s.",
       labelNames: ["format"],
       registers: [registry],
     }),
     ingestRequests: new Counter({
-      name: "hq_ingest_requests_total",
+      name: "hqts_ingest_requests_total",
       help: "Write requests by format and outcome (ok, duplicate, or the error code).",
       labelNames: ["format", "outcome"],
       registers: [registry],

@@ -10,7 +10,7 @@ import { parseMatchParams } from "../query/selector.js";
 import type { MatcherSets, SelectedSeries } from "../storage/engine-api.js";
 import { requestParams, sendJson, writeChunk } from "./http-util.js";
 import { jsonNumber } from "./json.js";
-import type { RouteContext } from "./routes.js";
+import type { RouteContext } from "./context.js";
 
 /** Form bodies of read requests (match[] lists) are small; this bounds them. */
 const FORM_BYTES_MAX = 4 * 1024 * 1024;
@@ -100,7 +100,10 @@ export async function handleExport(ctx: RouteContext, req: IncomingMessage, res:
     if (s.timestampsNs.length === 0) continue; // as VictoriaMetrics: no empty lines
     for (const piece of exportLinePieces(s)) {
       const wait = writeChunk(res, piece);
-      if (wait !== null) await wait;
+      if (wait !== null && !(await wait)) {
+        ctx.log.debug("export: the client went away");
+        return;
+      }
     }
   }
   res.end();

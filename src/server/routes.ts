@@ -2,29 +2,11 @@
 // (never the raw path: unbounded cardinality).
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Logger } from "pino";
-import type { Registry } from "prom-client";
-import type { Limits } from "../core/limits.js";
-import type { StorageEngine } from "../storage/engine-api.js";
 import { BadInputError } from "../core/errors.js";
 import { handleIngest } from "./ingest-routes.js";
 import { handleExport, handleLabels, handleLabelValues, handleSeries } from "./read-routes.js";
 import { sendJson } from "./http-util.js";
-import type { ServerMetrics } from "./metrics.js";
-
-export type NodeState = "starting" | "ready" | "closing";
-
-export interface RouteContext {
-  readonly limits: Limits;
-  readonly log: Logger;
-  readonly registry: Registry;
-  readonly metrics: ServerMetrics;
-  readonly version: string;
-  readonly startedAtMs: number;
-  state(): NodeState;
-  /** The engine, or an UnavailableError (503, retryable) while starting or closing. */
-  engine(): StorageEngine;
-}
+import type { RouteContext } from "./context.js";
 
 export type Handler = (ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL, pathParams: readonly string[]) => Promise<void>;
 
@@ -121,3 +103,5 @@ export function matchRoute(path: string, method: string): RouteMatch {
   }
   return { route: null, allowed };
 }
+
+export type { NodeState, RouteContext } from "./context.js";

@@ -20,7 +20,11 @@ export interface ChunkData {
 export type ChunkCompression = "auto" | "none" | "deflate" | "brotli";
 
 export interface EncodeChunkOptions {
-  /** "auto" (default): brotli when it makes the chunk smaller, else none. */
+  /**
+   * "auto" (default) = "deflate": raw deflate level 6 when it makes the chunk
+   * smaller, else none. "brotli": quality 11, ~12% smaller, ~3x slower to
+   * encode (for cold data). "none": never compress.
+   */
   compression?: ChunkCompression;
   /** Leave the timestamps out: the block stores them once in a shared timestamp column. */
   externalTimestamps?: boolean;
@@ -650,18 +654,18 @@ function frame(n: number, flags: number, body: Uint8Array, compression: ChunkCom
   let payload = body;
   if (compression !== "none" && body.length > 16) {
     const tries: [number, Uint8Array][] = [];
-    if (compression === "auto" || compression === "brotli")
+    if (compression === "auto" || compression === "deflate") tries.push([CODEC_DEFLATE, deflateRawSync(body, { level: 6 })]);
+    if (compression === "brotli")
       tries.push([
         CODEC_BROTLI,
         brotliCompressSync(body, {
           params: {
-            [zc.BROTLI_PARAM_QUALITY]: 9,
+            [zc.BROTLI_PARAM_QUALITY]: 11,
             [zc.BROTLI_PARAM_LGWIN]: 22,
             [zc.BROTLI_PARAM_SIZE_HINT]: body.length,
           },
         }),
       ]);
-    if (compression === "deflate") tries.push([CODEC_DEFLATE, deflateRawSync(body, { level: 9 })]);
     for (const [c, z] of tries) {
       if (z.length + uvLen(body.length) < payload.length) {
         codec = c;

@@ -128,21 +128,19 @@ export class Engine implements StorageEngine {
       }),
       walCorruptions: new Counter({ name: "hqts_wal_damage_total", help: "WAL damage found at open, by kind.", labelNames: ["kind"], registers: [reg] }),
     };
-    const self = this;
-    new Gauge({ name: "hqts_series", help: "Series known (head and blocks).", registers: [reg], collect() { this.set(self.series.size); } });
-    new Gauge({ name: "hqts_head_samples", help: "Samples in the in-memory head.", registers: [reg], collect() { this.set(self.headSamples); } });
-    new Gauge({ name: "hqts_blocks", help: "Immutable blocks on disk.", registers: [reg], collect() { this.set(self.blockReaders.length); } });
-    new Gauge({
-      name: "hqts_disk_bytes",
-      help: "Bytes on disk by kind.",
-      labelNames: ["kind"],
-      registers: [reg],
-      collect() {
-        const s = self.stats();
-        this.set({ kind: "wal" }, s.walBytes);
-        this.set({ kind: "blocks" }, s.blockBytes);
-      },
-    });
+    // Gauges read the engine when scraped rather than being updated on every write.
+    const series = new Gauge({ name: "hqts_series", help: "Series known (head and blocks).", registers: [reg], collect: () => collect() });
+    const head = new Gauge({ name: "hqts_head_samples", help: "Samples in the in-memory head.", registers: [reg] });
+    const blocks = new Gauge({ name: "hqts_blocks", help: "Immutable blocks on disk.", registers: [reg] });
+    const disk = new Gauge({ name: "hqts_disk_bytes", help: "Bytes on disk by kind.", labelNames: ["kind"], registers: [reg] });
+    const collect = (): void => {
+      const s = this.stats();
+      series.set(s.seriesCount);
+      head.set(s.headSamples);
+      blocks.set(s.blockCount);
+      disk.set({ kind: "wal" }, s.walBytes);
+      disk.set({ kind: "blocks" }, s.blockBytes);
+    };
   }
 
   // ---- lifecycle -------------------------------------------------------

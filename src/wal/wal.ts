@@ -171,6 +171,7 @@ function isAllZero(b: Uint8Array): boolean {
 }
 
 interface Pending {
+  readonly seq: number; // append order
   readonly frame: Uint8Array;
   readonly resolve: (p: WalPosition) => void;
   readonly reject: (e: Error) => void;
@@ -205,6 +206,9 @@ export class Wal {
   private current: number;
   private writeOffset: number;
   private readonly queue: Pending[] = [];
+  private appendSeq = 0; // seq of the last append admitted
+  /** rotate() barriers: seq of the last append that belongs before each pending rotation, ascending. */
+  private readonly barriers: number[] = [];
   private unacked = 0; // queued + being written
   private unackedBytes = 0;
   private serial: Promise<void> = Promise.resolve();
@@ -450,7 +454,7 @@ export class Wal {
       return Promise.reject(new OverloadError(`the WAL has ${this.unackedBytes} bytes waiting (limit ${this.opts.pendingBytesMax})`));
     const frame = encodeFrame(type, payload);
     return new Promise<WalPosition>((resolve, reject) => {
-      this.queue.push({ frame, resolve, reject });
+      this.queue.push({ seq: ++this.appendSeq, frame, resolve, reject });
       this.unacked++;
       this.unackedBytes += frame.length;
       this.scheduleFlush();
@@ -504,6 +508,9 @@ export class Wal {
       this.fail(this.failure, []);
       return;
     }
+    // Appends made after a rotate() call wait for that rotation (it reschedules the flush).
+    const barrier = this.barriers[0] ?? Number.POSITIVE_INFINITY;
+    if (this.queue[0]!.seq > barrier) return;
     if (this.writeOffset + this.queue[0]!.frame.length > this.opts.segmentBytesMax) {
       try {
         await this.rotateNow();
@@ -514,7 +521,7 @@ export class Wal {
     }
     let bytes = 0;
     let n = 0;
-    while (n < this.queue.length && n < GROUP_RECORDS_MAX) {
+    while (n < this.queue.length && n < GROUP_RECORDS_MAX && this.queue[n]!.seq <= barrier) {
       const len = this.queue[n]!.frame.length;
       if (this.writeOffset + bytes + len > this.opts.segmentBytesMax) break;
       if (n > 0 && bytes + len > this.opts.groupBytesMax) break;
@@ -563,8 +570,9 @@ export class Wal {
     if (this.queue.length > 0) this.scheduleFlush();
   }
 
-  private async drainQueue(): Promise<void> {
-    while (this.queue.length > 0 && this.failure === null) await this.flushGroup();
+  /** Writes every queued append with seq <= upToSeq. */
+  private async drainQueue(upToSeq = Number.POSITIVE_INFINITY): Promise<void> {
+    while (this.queue.length > 0 && this.queue[0]!.seq <= upToSeq && this.failure === null) await this.flushGroup();
     if (this.failure !== null && this.queue.length > 0) this.fail(this.failure, []);
   }
 
@@ -583,17 +591,31 @@ export class Wal {
   // -------------------------------------------------------------------------
   // Segment management
 
-  /** Writes what is queued, closes the current segment and starts the next; returns its number. */
+  /**
+   * Closes the current segment and starts the next; returns its number.
+   * A barrier: appends made before the call land in older segments, appends
+   * made after it in the new one or later.
+   */
   rotate(): Promise<number> {
     if (this.closing) return Promise.reject(new UnavailableError("the WAL is closed"));
+    if (this.failure !== null) return Promise.reject(this.failedError());
+    const barrier = this.appendSeq;
+    assert(this.barriers.length === 0 || this.barriers[this.barriers.length - 1]! <= barrier, "barriers ascend");
+    this.barriers.push(barrier);
     return this.enqueueOp(async () => {
-      await this.drainQueue();
-      if (this.failure !== null) throw this.failedError();
       try {
-        return await this.rotateNow();
-      } catch (e) {
-        this.fail(e, []);
-        throw this.failedError();
+        await this.drainQueue(barrier);
+        if (this.failure !== null) throw this.failedError();
+        try {
+          return await this.rotateNow();
+        } catch (e) {
+          this.fail(e, []);
+          throw this.failedError();
+        }
+      } finally {
+        assert(this.barriers[0] === barrier, "rotations run in call order");
+        this.barriers.shift();
+        if (this.queue.length > 0) this.scheduleFlush();
       }
     });
   }
@@ -638,6 +660,7 @@ export class Wal {
     if (this.closing) return this.serial;
     this.closing = true;
     return this.enqueueOp(async () => {
+      assert(this.barriers.length === 0, "every rotation queued before close() has run");
       await this.drainQueue();
       await this.handle.close();
     });

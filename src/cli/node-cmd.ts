@@ -1,0 +1,122 @@
+// `hqts node`: one standalone node (HTTP server + storage engine). Cluster
+// flags (--etcd, --peers, ...) will be added to NodeOptions and wired here.
+
+import { mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
+import pino from "pino";
+import { Registry } from "prom-client";
+import { DEFAULT_LIMITS, type Limits } from "../core/limits.js";
+import { isHqError } from "../core/errors.js";
+import { openEngine } from "../storage/engine.js";
+import { createHqServer } from "../server/server.js";
+import type { StorageEngine } from "../storage/engine-api.js";
+import { CliError } from "./http.js";
+import { VERSION } from "./version.js";
+
+export interface NodeOptions {
+  data: string;
+  http: string;
+  retention?: string;
+  acceptDataLoss: boolean;
+  logLevel: string;
+  maxBodyBytes?: number;
+  shutdownTimeout: string;
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000, y: 365 * 86_400_000 };
+
+/** Parses durations such as 30d, 12h, 1h30m, 500ms, 2w; "0" or "forever" → null (keep everything). */
+export function parseDuration(raw: string, flag: string): number | null {
+  if (raw === "0" || raw === "forever" || raw === "inf") return null;
+  const re = /([0-9]+)(ms|s|m|h|d|w|y)/gy;
+  let total = 0;
+  let consumed = 0;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(raw)) !== null) {
+    total += Number(m[1]) * UNIT_MS[m[2]!]!;
+    consumed = re.lastIndex;
+  }
+  if (consumed !== raw.length || consumed === 0 || !Number.isSafeInteger(total) || total <= 0)
+    throw new CliError(`${flag}: cannot parse duration "${raw}" (examples: 30d, 12h, 1h30m, 500ms, 0 for forever)`, 2);
+  return total;
+}
+
+/** HOST:PORT, [IPv6]:PORT or :PORT (all interfaces). */
+export function parseHostPort(raw: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(raw);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new CliError(`--http: expected HOST:PORT, got "${raw}"`, 2);
+  const host = m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]!);
+  return { host, port };
+}
+
+export async function runNode(opts: NodeOptions): Promise<void> {
+  const { host, port } = parseHostPort(opts.http);
+  const retentionMs = opts.retention === undefined ? null : parseDuration(opts.retention, "--retention");
+  const shutdownMs = parseDuration(opts.shutdownTimeout, "--shutdown-timeout") ?? 30_000;
+  const limits: Limits = { ...DEFAULT_LIMITS, ...(opts.maxBodyBytes !== undefined ? { bodyBytesMax: opts.maxBodyBytes } : {}) };
+  const dataDir = resolve(opts.data);
+  const log = pino({ level: opts.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
+
+  process.on("uncaughtException", (e) => {
+    log.fatal({ err: e, stack: e.stack }, "BUG: uncaught exception; exiting (the WAL keeps every acknowledged write)");
+    process.exit(1);
+  });
+  process.on("unhandledRejection", (e) => {
+    log.fatal({ err: e instanceof Error ? e : String(e) }, "BUG: unhandled promise rejection; exiting");
+    process.exit(1);
+  });
+
+  await mkdir(dataDir, { recursive: true });
+  const registry = new Registry();
+  const hq = createHqServer({ limits, log, registry, version: VERSION });
+  let engine: StorageEngine | null = null;
+  let stopping = false;
+
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      log.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, inFlight: hq.inFlight(), deadlineMs: shutdownMs }, "shutting down: finishing in-flight requests");
+    try {
+      await hq.shutdown(shutdownMs);
+      log.info("stopped cleanly");
+      process.exit(0);
+    } catch (e) {
+      log.error({ err: e }, "error while shutting down");
+      process.exit(1);
+    }
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+
+  let addr: { url: string };
+  try {
+    addr = await hq.listen(host, port);
+  } catch (e) {
+    throw new CliError(`cannot listen on ${opts.http}: ${(e as Error).message}`);
+  }
+  process.stdout.write(`hqts node listening on ${addr.url} (data ${dataDir})\n`);
+  log.info({ url: addr.url, dataDir, retentionMs, version: VERSION }, "listening; opening the storage engine");
+
+  try {
+    engine = await openEngine({ dataDir, limits, retentionMs, acceptDataLoss: opts.acceptDataLoss, log, metrics: registry });
+  } catch (e) {
+    log.fatal({ err: e }, "cannot open the storage engine");
+    await hq.shutdown(1000).catch(() => undefined);
+    const hint =
+      isHqError(e) && e.code === "corruption" && !opts.acceptDataLoss
+        ? "\nThe node refuses to start over damaged data. To start anyway, quarantining the damaged files (their points are lost " +
+          "on this node), run again with --accept-data-loss (standalone only; in a cluster, repair from the replicas instead)."
+        : "";
+    throw new CliError(`cannot open the storage engine in ${dataDir}: ${(e as Error).message}${hint}`);
+  }
+  if (stopping) {
+    await engine.close();
+    return;
+  }
+  hq.setEngine(engine);
+  log.info({ url: addr.url }, "ready");
+}
