@@ -60,7 +60,7 @@ export function canonicalLabels(
   for (const [n, v] of pairs) {
     if (n.length === 0) throw new BadInputError("empty label name", { ...loc, field: loc.field ?? "label name" });
     if (utf8.encode(n).length > limits.labelNameBytesMax)
-      throw new TooLargeError(`label name "${n.slice(0, 64)}…" length`, limits.labelNameBytesMax, { ...loc, field: `label ${n.slice(0, 64)}` });
+      throw new TooLargeError(`label name "${n.length > 64 ? `${n.slice(0, 64)}…` : n}" length`, limits.labelNameBytesMax, { ...loc, field: `label ${n.slice(0, 64)}` });
     if (utf8.encode(v).length > limits.labelValueBytesMax)
       throw new TooLargeError(`value of label "${n}" length`, limits.labelValueBytesMax, { ...loc, field: `label ${n}` });
     if (!isValidUtf16(n) || !isValidUtf16(v))
@@ -79,11 +79,10 @@ export function canonicalLabels(
   return out;
 }
 
-/** Lone surrogates come from invalid UTF-8 decoded leniently; they must not enter the store. */
+/** Lone surrogates cannot be encoded as UTF-8; they must not enter the store. (Parsers decode bytes strictly.) */
 function isValidUtf16(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c === 0xfffd) return false; // replacement char: the decoder met invalid bytes
     if (c >= 0xd800 && c <= 0xdbff) {
       const d = s.charCodeAt(i + 1);
       if (!(d >= 0xdc00 && d <= 0xdfff)) return false;

@@ -45,7 +45,9 @@ export async function handleIngest(ctx: RouteContext, req: IncomingMessage, res:
   const { format } = opts;
   try {
     const engine = ctx.engine();
-    const precision = format === "influx" ? precisionParam(url, opts.precisionV2 === true) : undefined;
+    // CSV has its own default (ms), so only an explicit precision is passed to it.
+    const precision =
+      format === "influx" || (format === "csv" && url.searchParams.has("precision")) ? precisionParam(url, opts.precisionV2 === true) : undefined;
     const csvFormat = format === "csv" ? url.searchParams.get("format") : null;
     const keyHeader = req.headers["idempotency-key"];
     const key = Array.isArray(keyHeader) ? keyHeader.join(",") : keyHeader;

@@ -2,15 +2,14 @@
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { repoRoot } from "../helpers/node-proc.js";
 import { gunzipSync } from "node:zlib";
 import { parseVmJson } from "../../src/ingest/vmjson.js";
 import { LIMITS } from "./util.js";
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const DATA = resolve(REPO_ROOT, "../shared/data");
+const DATA = resolve(repoRoot(), "../shared/data");
 const load = (name: string) => gunzipSync(readFileSync(resolve(DATA, name)));
 
 let nodeExporter: Uint8Array | undefined;

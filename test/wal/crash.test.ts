@@ -3,15 +3,18 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { repoRoot } from "../helpers/node-proc.js";
 import { Wal } from "../../src/wal/wal.js";
 import { idOf, payloadFor, samePayload, withTempDir } from "./util.js";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const CHILD = fileURLToPath(new URL("./crash-child.ts", import.meta.url));
+const ROOT = repoRoot();
+// Run from source (tsx) or from the build (dist/, plain node): the child sits beside this file either way.
+const COMPILED = import.meta.url.endsWith(".js");
+const CHILD = fileURLToPath(new URL(COMPILED ? "./crash-child.js" : "./crash-child.ts", import.meta.url));
 
 /** Runs the child until it has acked at least `acks` records (plus a random extra moment), then SIGKILLs it. */
 async function runAndKill(dir: string, base: number, acks: number): Promise<number[]> {
-  const child = spawn(process.execPath, ["--import", "tsx", CHILD, dir, String(base)], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...(COMPILED ? [] : ["--import", "tsx"]), CHILD, dir, String(base)], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const pid = child.pid;
   assert.ok(pid !== undefined, "child started");
   let out = "";
