@@ -1,6 +1,7 @@
 // Growable byte writer and bounds-checked reader, shared by every binary
 // format (batch encoding, WAL records, chunks, blocks). Encoding only: no I/O.
 
+import { assert } from "./assert.js";
 import { CorruptionError } from "./errors.js";
 
 const utf8e = new TextEncoder();
@@ -51,6 +52,7 @@ export class ByteWriter {
   }
   /** Unsigned LEB128 of a non-negative safe integer. */
   uvarint(v: number): this {
+    assert(Number.isSafeInteger(v) && v >= 0, `uvarint of ${v}: not a non-negative safe integer`);
     this.ensure(10);
     while (v >= 0x80) {
       this.buf[this.length++] = (v % 0x80) | 0x80;
@@ -152,6 +154,8 @@ export class ByteReader {
     let shift = 0n;
     for (let i = 0; i < 10; i++) {
       const b = this.u8();
+      // The 10th byte may carry only bit 63: anything more would alias another value.
+      if (i === 9 && b > 1) break;
       z |= BigInt(b & 0x7f) << shift;
       if (b < 0x80) return BigInt.asIntN(64, (z >> 1n) ^ -(z & 1n));
       shift += 7n;

@@ -24,6 +24,12 @@ describe("core/bytes", () => {
       }),
     );
   });
+  it("refuses over-long varints and non-integers", () => {
+    const eleven = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x03]);
+    assert.throws(() => new ByteReader(eleven).varint64(), CorruptionError);
+    assert.throws(() => new ByteWriter().uvarint(-1), /non-negative safe integer/);
+    assert.throws(() => new ByteWriter().uvarint(Infinity), /non-negative safe integer/);
+  });
   it("reports truncation as CorruptionError with the offset", () => {
     const r = new ByteReader(new Uint8Array([1, 2]), "f.bin");
     r.u8();

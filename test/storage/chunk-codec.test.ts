@@ -69,7 +69,7 @@ const arbTimestamps = (n: number): fc.Arbitrary<BigInt64Array> =>
     fc
       .tuple(
         fc.bigInt({ min: -(1n << 62n), max: 1n << 62n }),
-        fc.constantFrom(1n, 1000n, 1_000_000n, 1_000_000_000n, 1n << 40n),
+        fc.constantFrom(1n, 1000n, 1_000_000n, 1_000_000_000n, 1n << 35n), // max span 2^35 * 2000 * 10^4 < 2^63 - 2^62
         fc.array(fc.integer({ min: 1, max: 2000 }), { minLength: n - 1, maxLength: n - 1 }),
         fc.boolean(),
       )
@@ -148,7 +148,7 @@ describe("chunk codec: round trips", () => {
       fc.property(arbChunk(10000), (c) => {
         roundTrip(c);
       }),
-      { numRuns: 30 },
+      { numRuns: 30, endOnFailure: true }, // shrinking 10k-sample arrays takes forever
     );
   });
 
