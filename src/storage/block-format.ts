@@ -119,7 +119,7 @@ function compareKeys(a: string, b: string): number {
 }
 
 function section(raw: Uint8Array, w: ByteWriter): void {
-  const z = raw.length > 64 ? brotliCompressSync(raw, { params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_SIZE_HINT]: raw.length } }) : null;
+  const z = raw.length > 64 ? brotliCompressSync(raw, { params: { [zc.BROTLI_PARAM_QUALITY]: 6, [zc.BROTLI_PARAM_SIZE_HINT]: raw.length } }) : null;
   if (z !== null && z.length + 4 < raw.length) {
     w.u8(SECTION_BROTLI).uvarint(raw.length).uvarint(z.length).bytes(z);
   } else {

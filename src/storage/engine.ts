@@ -656,60 +656,62 @@ export class Engine implements StorageEngine {
       }
       return k;
     };
-    const ts: bigint[] = [];
-    const vs: number[] = [];
-    const os: number[] = [];
-    const rs: number[] = [];
-    let sources = 0;
+    const segs: Segment[] = [];
     for (const b of s.blocks) {
       const table = b.reader.batches();
+      const local = new Map<number, number>();
       for (const c of b.entry.chunks) {
         if (c.maxTimeNs < startNs || c.minTimeNs > endNs) continue;
         const d = this.chunk(b, c);
-        sources++;
-        for (let i = lowerBoundArr(d.timestampsNs, startNs); i < d.timestampsNs.length && d.timestampsNs[i]! <= endNs; i++) {
-          ts.push(d.timestampsNs[i]!);
-          vs.push(d.values[i]!);
-          os.push(d.origins[i]!);
-          rs.push(ref(table[d.batchRefs[i]!]!.batchId));
+        const lo = lowerBoundArr(d.timestampsNs, startNs);
+        const hi = upperBoundArr(d.timestampsNs, endNs);
+        if (lo >= hi) continue;
+        const refs = new Uint32Array(hi - lo);
+        let prevR = -1;
+        let k = 0;
+        for (let i = lo; i < hi; i++) {
+          const r = d.batchRefs[i]!;
+          // Batch refs come in runs (one import line is one batch): look up only when the run changes.
+          if (r !== prevR) {
+            const known = local.get(r);
+            k = known ?? ref(table[r]!.batchId);
+            if (known === undefined) local.set(r, k);
+            prevR = r;
+          }
+          refs[i - lo] = k;
         }
+        segs.push({ ts: d.timestampsNs.subarray(lo, hi), vs: d.values.subarray(lo, hi), os: d.origins.subarray(lo, hi), refs });
       }
     }
     const h = s.head;
     if (h.length > 0) {
-      sources++;
-      for (let i = h.lowerBound(startNs); i < h.length && h.timestampsNs[i]! <= endNs; i++) {
-        if (!this.visible(h, i)) continue;
-        ts.push(h.timestampsNs[i]!);
-        vs.push(h.values[i]!);
-        os.push(h.origins[i]!);
-        rs.push(ref(this.headBatches[h.batchRefs[i]!]!.batchId));
+      const lo = h.lowerBound(startNs);
+      const hi = h.lowerBound(endNs + 1n);
+      if (lo < hi) {
+        const keep: number[] = [];
+        const local = new Map<number, number>();
+        for (let i = lo; i < hi; i++) if (this.visible(h, i)) keep.push(i);
+        const n = keep.length;
+        if (n > 0) {
+          const seg: Segment = { ts: new BigInt64Array(n), vs: new Float64Array(n), os: new Uint8Array(n), refs: new Uint32Array(n) };
+          for (let k = 0; k < n; k++) {
+            const i = keep[k]!;
+            const r = h.batchRefs[i]!;
+            let m = local.get(r);
+            if (m === undefined) local.set(r, (m = ref(this.headBatches[r]!.batchId)));
+            seg.ts[k] = h.timestampsNs[i]!;
+            seg.vs[k] = h.values[i]!;
+            seg.os[k] = h.origins[i]!;
+            seg.refs[k] = m;
+          }
+          segs.push(seg);
+        }
       }
     }
-    let order = ts.map((_, i) => i);
-    if (sources > 1) order.sort((a, b) => (ts[a]! < ts[b]! ? -1 : ts[a]! > ts[b]! ? 1 : os[a]! - os[b]!));
-    // One point per timestamp: after the sort an original comes first, and it wins.
-    order = order.filter((i, k) => k === 0 || ts[order[k - 1]!] !== ts[i]);
-    if (!includeInferred) order = order.filter((i) => os[i] === ORIGIN_CODE.original);
-    if (order.length === 0) return null;
-    const n = order.length;
-    const res = {
-      key: s.key,
-      labels: s.labels,
-      timestampsNs: new BigInt64Array(n),
-      values: new Float64Array(n),
-      origins: new Uint8Array(n),
-      batchRefs: new Uint32Array(n),
-      batchIds,
-    };
-    for (let k = 0; k < n; k++) {
-      const i = order[k]!;
-      res.timestampsNs[k] = ts[i]!;
-      res.values[k] = vs[i]!;
-      res.origins[k] = os[i]!;
-      res.batchRefs[k] = rs[i]!;
-    }
-    return res;
+    const merged = mergeSegments(segs);
+    const out = includeInferred ? merged : filterOriginal(merged);
+    if (out.ts.length === 0) return null;
+    return { key: s.key, labels: s.labels, timestampsNs: out.ts, values: out.vs, origins: out.os, batchRefs: out.refs, batchIds };
   }
 
   seriesLabels(sets: MatcherSets, startNs: bigint, endNs: bigint, seriesMax: number): Labels[] {
@@ -756,6 +758,97 @@ export class Engine implements StorageEngine {
       conflictsTotal: this.counters.conflicts,
     };
   }
+}
+
+/** A run of samples of one series from one source (a block chunk or the head), sorted by time. */
+interface Segment {
+  ts: BigInt64Array;
+  vs: Float64Array;
+  os: Uint8Array;
+  refs: Uint32Array;
+}
+
+/**
+ * Merges segments into one time-ordered run with one point per timestamp; where
+ * sources disagree on origin, the original wins. Sources that do not overlap
+ * (the common case: a block's chunks, then the head) are concatenated.
+ */
+function mergeSegments(segs: Segment[]): Segment {
+  if (segs.length === 1) return segs[0]!;
+  const empty = { ts: new BigInt64Array(0), vs: new Float64Array(0), os: new Uint8Array(0), refs: new Uint32Array(0) };
+  if (segs.length === 0) return empty;
+  segs.sort((a, b) => (a.ts[0]! < b.ts[0]! ? -1 : a.ts[0]! > b.ts[0]! ? 1 : 0));
+  let disjoint = true;
+  for (let i = 1; i < segs.length; i++) if (segs[i]!.ts[0]! <= segs[i - 1]!.ts[segs[i - 1]!.ts.length - 1]!) disjoint = false;
+  const total = segs.reduce((a, g) => a + g.ts.length, 0);
+  const out = { ts: new BigInt64Array(total), vs: new Float64Array(total), os: new Uint8Array(total), refs: new Uint32Array(total) };
+  if (disjoint) {
+    let at = 0;
+    for (const g of segs) {
+      out.ts.set(g.ts, at);
+      out.vs.set(g.vs, at);
+      out.os.set(g.os, at);
+      out.refs.set(g.refs, at);
+      at += g.ts.length;
+    }
+    return out;
+  }
+  // Overlapping sources (backfill after a flush): a k-way merge by position.
+  const pos = new Array<number>(segs.length).fill(0);
+  let n = 0;
+  while (true) {
+    let best = -1;
+    for (let j = 0; j < segs.length; j++) {
+      const g = segs[j]!;
+      if (pos[j]! >= g.ts.length) continue;
+      if (best < 0) best = j;
+      else {
+        const a = g.ts[pos[j]!]!;
+        const b = segs[best]!.ts[pos[best]!]!;
+        if (a < b || (a === b && g.os[pos[j]!]! < segs[best]!.os[pos[best]!]!)) best = j;
+      }
+    }
+    if (best < 0) break;
+    const g = segs[best]!;
+    const i = pos[best]!;
+    const t = g.ts[i]!;
+    out.ts[n] = t;
+    out.vs[n] = g.vs[i]!;
+    out.os[n] = g.os[i]!;
+    out.refs[n] = g.refs[i]!;
+    n++;
+    // Skip the same timestamp in every source: the point taken (original first) is the one.
+    for (let j = 0; j < segs.length; j++) while (pos[j]! < segs[j]!.ts.length && segs[j]!.ts[pos[j]!] === t) pos[j]!++;
+  }
+  return { ts: out.ts.subarray(0, n), vs: out.vs.subarray(0, n), os: out.os.subarray(0, n), refs: out.refs.subarray(0, n) };
+}
+
+function filterOriginal(g: Segment): Segment {
+  let n = 0;
+  for (let i = 0; i < g.os.length; i++) if (g.os[i] === ORIGIN_CODE.original) n++;
+  if (n === g.os.length) return g;
+  const out = { ts: new BigInt64Array(n), vs: new Float64Array(n), os: new Uint8Array(n), refs: new Uint32Array(n) };
+  let k = 0;
+  for (let i = 0; i < g.os.length; i++) {
+    if (g.os[i] !== ORIGIN_CODE.original) continue;
+    out.ts[k] = g.ts[i]!;
+    out.vs[k] = g.vs[i]!;
+    out.os[k] = g.os[i]!;
+    out.refs[k] = g.refs[i]!;
+    k++;
+  }
+  return out;
+}
+
+function upperBoundArr(a: BigInt64Array, t: bigint): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! <= t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 const METRIC_NAME_EQ = (m: Matcher): boolean => m.name === "__name__" && m.op === "=";
