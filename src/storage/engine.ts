@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { assert } from "../core/assert.js";
 import { batchDigest, decodeBatch, encodeBatch, ORIGIN_CODE, sameValue, type Batch, type Origin } from "../core/batch.js";
-import { ConflictError, CorruptionError, OverloadError, TooLargeError, UnavailableError, type ConflictingPoint } from "../core/errors.js";
+import { ConflictError, CorruptionError, NotFoundError, OverloadError, TooLargeError, UnavailableError, type ConflictingPoint } from "../core/errors.js";
 import { Hlc } from "../core/hlc.js";
 import type { Labels } from "../core/labels.js";
 import type { Limits } from "../core/limits.js";
@@ -27,7 +27,7 @@ import type { BlockBatchEntry, BlockSeriesEntry, BlockSeriesInput, ChunkRef } fr
 import type { ChunkData } from "./chunk-codec.js";
 import type { EngineStats, FlushResult, MatcherSets, SelectedSeries, SelectOptions, StorageEngine } from "./engine-api.js";
 import { HeadSeries } from "./head.js";
-import { decodeWalBatch, encodeWalBatch, WalRecordType } from "./wal-payload.js";
+import { decodeWalBatch, decodeWalMark, encodeWalBatch, encodeWalMark, WalRecordType } from "./wal-payload.js";
 
 export interface EngineOptions {
   dataDir: string;
@@ -67,7 +67,14 @@ interface BatchState {
   readonly inference: string | null;
   readonly hlc: bigint;
   readonly sampleCount: number;
-  committed: boolean;
+  /**
+   * reserved: checked and applied to the head, invisible, WAL record not yet durable;
+   * prepared: durable, invisible, fate decided later by commit() or abort() (cluster);
+   * committed: durable and visible.
+   */
+  phase: BatchPhase;
+  /** Until the batch is decided: the head changes abort() undoes, and the WAL payload a flush re-logs. */
+  pending: { ops: Op[]; walPayload: Uint8Array } | null;
   /** Index in the head batch table, or -1 once flushed into a block. */
   headRef: number;
   /** The block holding it once flushed. */
@@ -75,6 +82,8 @@ interface BatchState {
   /** Resolves when the batch's WAL record is durable (or rejects). */
   readonly durable: Promise<void>;
 }
+
+export type BatchPhase = "reserved" | "prepared" | "committed";
 
 type Op =
   | { kind: "insert"; s: SeriesState; t: bigint; v: number }
@@ -199,7 +208,8 @@ export class Engine implements StorageEngine {
         inference: b.inference,
         hlc: BigInt(b.hlc),
         sampleCount: b.sampleCount,
-        committed: true,
+        phase: "committed",
+        pending: null,
         headRef: -1,
         blockPath: reader.meta.path,
         durable: Promise.resolve(),
@@ -223,25 +233,44 @@ export class Engine implements StorageEngine {
     }
     let applied = 0;
     for await (const rec of opened.replay()) {
-      if (rec.type !== WalRecordType.COMMITTED_BATCH) {
-        this.opts.log.warn({ type: rec.type, segment: rec.segment, offset: rec.offset }, "WAL record of a type the standalone engine does not use; skipped");
-        continue;
-      }
       const source = `${this.walDir}/segment ${rec.segment}`;
-      const wb = decodeWalBatch(rec.payload, source);
-      if (this.batches.has(wb.batchId)) continue; // already in a block
-      const batch = decodeBatch(wb.batchBytes, source);
-      this.hlc.observe(wb.hlc);
-      try {
-        const ops = this.plan(batch);
-        const st = this.registerBatch(wb.batchId, wb.sha256, batch, wb.hlc, true);
-        this.applyOps(ops, batch.origin, st.headRef);
-        applied++;
-      } catch (err) {
-        // A batch was acked only after its checks passed against everything before it; replaying in the same order
-        // must pass again. A conflict here means the stored data changed underneath: report it loudly, keep going.
-        if (!(err instanceof ConflictError)) throw err;
-        this.opts.log.error({ batchId: wb.batchId, err: err.message }, "WAL replay: batch conflicts with stored data; not applied");
+      switch (rec.type) {
+        case WalRecordType.COMMITTED_BATCH:
+        case WalRecordType.PREPARE: {
+          const wb = decodeWalBatch(rec.payload, source);
+          if (this.batches.has(wb.batchId)) continue; // already in a block, or re-logged by a flush
+          const batch = decodeBatch(wb.batchBytes, source);
+          this.hlc.observe(wb.hlc);
+          try {
+            const ops = this.plan(batch);
+            const phase = rec.type === WalRecordType.PREPARE ? "prepared" : "committed";
+            const st = this.registerBatch(wb.batchId, wb.sha256, batch, wb.hlc, phase);
+            this.applyOps(ops, batch.origin, st.headRef);
+            if (phase === "prepared") st.pending = { ops, walPayload: rec.payload.slice() };
+            applied++;
+          } catch (err) {
+            // A batch was acked only after its checks passed against everything before it; replaying in the same order
+            // must pass again. A conflict here means the stored data changed underneath: report it loudly, keep going.
+            if (!(err instanceof ConflictError)) throw err;
+            this.opts.log.error({ batchId: wb.batchId, err: err.message }, "WAL replay: batch conflicts with stored data; not applied");
+          }
+          break;
+        }
+        case WalRecordType.COMMIT:
+        case WalRecordType.ABORT: {
+          const mark = decodeWalMark(rec.payload, source);
+          const st = this.batches.get(mark.batchId);
+          if (st === undefined || st.phase === "committed") continue; // flushed already, or a repeated mark
+          if (st.sha256 !== mark.sha256) {
+            this.opts.log.error({ batchId: mark.batchId, segment: rec.segment, offset: rec.offset }, "WAL replay: a mark names another digest than its batch; ignored");
+            continue;
+          }
+          if (rec.type === WalRecordType.COMMIT) this.decideCommit(st);
+          else this.decideAbort(st);
+          break;
+        }
+        default:
+          this.opts.log.warn({ type: rec.type, segment: rec.segment, offset: rec.offset }, "WAL record of an unknown type; skipped");
       }
     }
     if (applied > 0) this.headOldestWriteMs = Date.now();
@@ -261,6 +290,85 @@ export class Engine implements StorageEngine {
   // ---- writes ----------------------------------------------------------
 
   async write(batch: Batch, batchId: string, encoded?: Uint8Array): Promise<Receipt> {
+    const r = await this.admit(batch, batchId, encoded, null, WalRecordType.COMMITTED_BATCH);
+    return this.receipt(r.st, r.accepted, batch.sampleCount - r.accepted, r.duplicate);
+  }
+
+  /**
+   * Cluster replicas: checks the batch (id and every point, against committed AND prepared batches), reserves its
+   * points invisibly and makes it durable as PREPARE. Its fate comes later through commit() or abort().
+   * A batch already known with the same digest answers with its phase (duplicate); another digest → ConflictError.
+   */
+  async prepare(batch: Batch, batchId: string, hlc: bigint, encoded?: Uint8Array): Promise<PrepareResult> {
+    this.hlc.observe(hlc);
+    const r = await this.admit(batch, batchId, encoded, hlc, WalRecordType.PREPARE);
+    return { batchId, sha256: r.st.sha256, hlc: r.st.hlc, phase: r.st.phase, duplicate: r.duplicate, accepted: r.accepted };
+  }
+
+  /** Makes a prepared batch visible. The COMMIT mark is logged without waiting for its fsync (a lost mark is recovered from peers). */
+  commit(batchId: string): void {
+    const st = this.batches.get(batchId);
+    if (st === undefined) throw new NotFoundError(`batch "${batchId}" is not prepared here`);
+    if (st.phase === "committed") return;
+    assert(st.phase === "prepared", `commit of batch ${batchId} in phase ${st.phase}`);
+    this.decideCommit(st);
+    this.logMark(WalRecordType.COMMIT, st);
+  }
+
+  /** Undoes a prepared batch that was never acknowledged (the recovery rule decided so). */
+  abort(batchId: string): void {
+    const st = this.batches.get(batchId);
+    if (st === undefined) return;
+    if (st.phase === "committed") throw new ConflictError(`batch "${batchId}" is committed; it cannot be aborted`, [], { batchId });
+    assert(st.phase === "prepared", `abort of batch ${batchId} in phase ${st.phase}`);
+    this.logMark(WalRecordType.ABORT, st);
+    this.decideAbort(st);
+  }
+
+  lookupBatch(batchId: string): BatchInfo | null {
+    const st = this.batches.get(batchId);
+    return st === undefined ? null : batchInfo(st);
+  }
+
+  /** Prepared batches whose fate this replica does not know yet. */
+  undecided(): BatchInfo[] {
+    return [...this.batches.values()].filter((b) => b.phase === "prepared").map(batchInfo);
+  }
+
+  private decideCommit(st: BatchState): void {
+    st.phase = "committed";
+    st.pending = null;
+  }
+
+  private decideAbort(st: BatchState): void {
+    assert(st.pending !== null, "abort without the changes to undo");
+    this.rollback(st.pending.ops, st);
+  }
+
+  private logMark(type: number, st: BatchState): void {
+    const wal = this.wal;
+    assert(wal !== null, "mark before open");
+    const payload = encodeWalMark({ batchId: st.batchId, sha256: st.sha256 });
+    const p = wal.append(type, payload).then(
+      () => undefined,
+      (err: Error) => {
+        // Not waited for by the caller; a failed WAL stops the node's writes (fsync errors are not retried).
+        if (!(err instanceof OverloadError)) this.failed = err;
+        this.opts.log.error({ batchId: st.batchId, err: err.message }, "WAL: a commit/abort mark was not logged");
+      },
+    );
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  /** The shared write path: idempotency, point checks, head reservation, WAL durability. */
+  private async admit(
+    batch: Batch,
+    batchId: string,
+    encoded: Uint8Array | undefined,
+    givenHlc: bigint | null,
+    recordType: number,
+  ): Promise<{ st: BatchState; accepted: number; duplicate: boolean }> {
     this.checkWritable();
     while (this.flushing !== null) await this.flushing.catch(() => undefined);
     this.checkWritable();
@@ -270,13 +378,14 @@ export class Engine implements StorageEngine {
     if (known !== undefined) {
       if (known.sha256 !== sha) {
         this.m.batches.inc({ outcome: "conflict" });
+        this.counters.conflicts++;
         throw new ConflictError(`batch id "${batchId}" was already used for different content (stored SHA-256 ${known.sha256}, offered ${sha})`, [], { batchId });
       }
       await known.durable;
       this.m.batches.inc({ outcome: "duplicate" });
       this.m.duplicates.inc(batch.sampleCount);
       this.counters.duplicates += batch.sampleCount;
-      return this.receipt(known, 0, known.sampleCount, true);
+      return { st: known, accepted: 0, duplicate: true };
     }
     if (this.inflight.size >= this.opts.limits.pendingWritesMax)
       throw new OverloadError(`${this.inflight.size} writes are waiting for the WAL (limit ${this.opts.limits.pendingWritesMax})`);
@@ -291,8 +400,8 @@ export class Engine implements StorageEngine {
       }
       throw err;
     }
-    const hlc = this.hlc.now();
-    const st = this.registerBatch(batchId, sha, batch, hlc, false);
+    const hlc = givenHlc ?? this.hlc.now();
+    const st = this.registerBatch(batchId, sha, batch, hlc, "reserved");
     this.applyOps(ops, batch.origin, st.headRef);
     const accepted = ops.length;
     const wal = this.wal;
@@ -300,13 +409,16 @@ export class Engine implements StorageEngine {
     const payload = encodeWalBatch({ batchId, sha256: sha, hlc, batchBytes: bytes });
     const durable = (async () => {
       try {
-        await wal.append(WalRecordType.COMMITTED_BATCH, payload);
+        await wal.append(recordType, payload);
       } catch (err) {
         this.rollback(ops, st);
         if (!(err instanceof OverloadError)) this.failed = err as Error;
         throw err;
       }
-      st.committed = true;
+      if (recordType === WalRecordType.PREPARE) {
+        st.phase = "prepared";
+        st.pending = { ops, walPayload: payload };
+      } else st.phase = "committed";
     })();
     (st as { durable: Promise<void> }).durable = durable;
     this.inflight.add(durable);
@@ -326,7 +438,7 @@ export class Engine implements StorageEngine {
     this.counters.batches++;
     if (this.headOldestWriteMs === null) this.headOldestWriteMs = Date.now();
     this.maybeAutoFlush(false);
-    return this.receipt(st, accepted, batch.sampleCount - accepted, false);
+    return { st, accepted, duplicate: false };
   }
 
   private checkWritable(): void {
@@ -349,7 +461,7 @@ export class Engine implements StorageEngine {
     };
   }
 
-  private registerBatch(batchId: string, sha: string, batch: Batch, hlc: bigint, committed: boolean): BatchState {
+  private registerBatch(batchId: string, sha: string, batch: Batch, hlc: bigint, phase: BatchPhase): BatchState {
     const st: BatchState = {
       batchId,
       sha256: sha,
@@ -358,7 +470,8 @@ export class Engine implements StorageEngine {
       inference: batch.inference,
       hlc,
       sampleCount: batch.sampleCount,
-      committed,
+      phase,
+      pending: null,
       headRef: this.headBatches.length,
       blockPath: null,
       durable: Promise.resolve(),
@@ -443,7 +556,8 @@ export class Engine implements StorageEngine {
       this.headSamples -= h.removeWhere((j) => h.batchRefs[j] === st.headRef && set.has(h.timestampsNs[j]!));
     }
     this.batches.delete(st.batchId);
-    st.committed = false;
+    st.phase = "reserved";
+    st.pending = null;
   }
 
   private seriesFor(key: string, labels: Labels): SeriesState {
@@ -514,42 +628,49 @@ export class Engine implements StorageEngine {
   }
 
   private async doFlush(): Promise<FlushResult> {
-    // New writes wait (write() loops on this.flushing); let the ones in flight become durable or fail first.
+    // New writes wait (admit() loops on this.flushing); let the ones in flight become durable or fail first.
     await Promise.allSettled([...this.inflight]);
     const wal = this.wal;
     assert(wal !== null, "flush before open");
-    if (this.headBatches.length === 0) return { blockPath: null, series: 0, samples: 0 };
+    if (!this.headBatches.some((b) => b.phase === "committed")) return { blockPath: null, series: 0, samples: 0 };
+    // rotate() is a barrier: every record appended from here on lands in the new segment.
     const firstKept = await wal.rotate();
-    const cutoff = this.retentionCutoffNs();
-    // A batch rolled back after an overload keeps its slot in the head table; blocks list committed batches only.
+    // Snapshot what goes into the block. commit()/abort() may still run while we await below; they only touch
+    // batches outside this snapshot, which stay in the head.
+    const inBlock = new Set<number>();
+    const blockBatches = this.headBatches.filter((b) => b.phase === "committed");
     const remap = new Int32Array(this.headBatches.length).fill(-1);
-    const committed = this.headBatches.filter((b) => b.committed);
-    committed.forEach((b, k) => (remap[b.headRef] = k));
+    blockBatches.forEach((b, k) => {
+      remap[b.headRef] = k;
+      inBlock.add(b.headRef);
+    });
+    // Prepared batches outlive the segments about to be deleted: log them again in the new one.
+    const undecided = this.headBatches.filter((b) => b.phase === "prepared");
+    await Promise.all(undecided.map((b) => wal.append(WalRecordType.PREPARE, b.pending!.walPayload)));
+
+    const cutoff = this.retentionCutoffNs();
     const input: BlockSeriesInput[] = [];
     let samples = 0;
     for (const s of [...this.series.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
       const h = s.head;
-      if (h.length === 0) continue;
-      const from = cutoff === null ? 0 : h.lowerBound(cutoff);
-      if (from === h.length) continue;
-      const refs = new Uint32Array(h.length - from);
-      for (let i = from; i < h.length; i++) {
-        const k = remap[h.batchRefs[i]!]!;
-        assert(k >= 0, "flush met a sample of an uncommitted batch");
-        refs[i - from] = k;
+      let n = 0;
+      for (let i = 0; i < h.length; i++) if (inBlock.has(h.batchRefs[i]!) && (cutoff === null || h.timestampsNs[i]! >= cutoff)) n++;
+      if (n === 0) continue;
+      const data = { timestampsNs: new BigInt64Array(n), values: new Float64Array(n), origins: new Uint8Array(n), batchRefs: new Uint32Array(n) };
+      let k = 0;
+      for (let i = 0; i < h.length; i++) {
+        const ref = h.batchRefs[i]!;
+        if (!inBlock.has(ref) || (cutoff !== null && h.timestampsNs[i]! < cutoff)) continue;
+        data.timestampsNs[k] = h.timestampsNs[i]!;
+        data.values[k] = h.values[i]!;
+        data.origins[k] = h.origins[i]!;
+        data.batchRefs[k] = remap[ref]!;
+        k++;
       }
-      input.push({
-        labels: s.labels,
-        data: {
-          timestampsNs: h.timestampsNs.slice(from, h.length),
-          values: h.values.slice(from, h.length),
-          origins: h.origins.slice(from, h.length),
-          batchRefs: refs,
-        },
-      });
-      samples += h.length - from;
+      input.push({ labels: s.labels, data });
+      samples += n;
     }
-    const batchEntries: BlockBatchEntry[] = committed.map((b) => ({
+    const batchEntries: BlockBatchEntry[] = blockBatches.map((b) => ({
       batchId: b.batchId,
       sha256: b.sha256,
       origin: b.origin,
@@ -560,24 +681,37 @@ export class Engine implements StorageEngine {
     }));
     const meta = await writeBlock(this.blocksDir, { series: input, batches: batchEntries });
     const reader = await BlockReader.open(meta.path);
-    // From here the block holds everything the head did: swap atomically (no await until the WAL cleanup).
-    for (const b of this.headBatches) {
+    // From here the block holds the snapshot: swap synchronously (no await until the WAL cleanup).
+    const kept = this.headBatches.filter((b) => !inBlock.has(b.headRef) && this.batches.get(b.batchId) === b);
+    const newRef = new Int32Array(this.headBatches.length).fill(-1);
+    kept.forEach((b, k) => (newRef[b.headRef] = k));
+    for (const b of blockBatches) {
       b.headRef = -1;
       b.blockPath = meta.path;
     }
-    this.headBatches = [];
+    kept.forEach((b, k) => (b.headRef = k));
+    let headSamples = 0;
     for (const s of this.series.values()) {
-      s.head.length = 0;
-      if (s.head.timestampsNs.length > 1024) {
+      const h = s.head;
+      if (h.length === 0) continue;
+      h.removeWhere((i) => inBlock.has(h.batchRefs[i]!));
+      for (let i = 0; i < h.length; i++) {
+        const r = newRef[h.batchRefs[i]!]!;
+        assert(r >= 0, "a head sample of a batch that is neither flushed nor kept");
+        h.batchRefs[i] = r;
+      }
+      headSamples += h.length;
+      if (h.length === 0 && h.timestampsNs.length > 1024) {
         const fresh = new HeadSeries();
-        Object.assign(s.head, { timestampsNs: fresh.timestampsNs, values: fresh.values, origins: fresh.origins, batchRefs: fresh.batchRefs });
+        Object.assign(h, { timestampsNs: fresh.timestampsNs, values: fresh.values, origins: fresh.origins, batchRefs: fresh.batchRefs });
       }
     }
-    this.headSamples = 0;
-    this.headOldestWriteMs = null;
+    this.headBatches = kept;
+    this.headSamples = headSamples;
+    this.headOldestWriteMs = kept.length > 0 ? Date.now() : null;
     this.attachBlock(reader);
     await wal.removeSegmentsBefore(firstKept);
-    this.opts.log.info({ block: meta.path, series: input.length, samples, bytes: meta.sizeBytes }, "head flushed to block");
+    this.opts.log.info({ block: meta.path, series: input.length, samples, bytes: meta.sizeBytes, keptBatches: kept.length }, "head flushed to block");
     return { blockPath: meta.path, series: input.length, samples };
   }
 
@@ -627,7 +761,7 @@ export class Engine implements StorageEngine {
   }
 
   private visible(h: HeadSeries, i: number): boolean {
-    return this.headBatches[h.batchRefs[i]!]!.committed;
+    return this.headBatches[h.batchRefs[i]!]!.phase === "committed";
   }
 
   select(sets: MatcherSets, o: SelectOptions): SelectedSeries[] {
@@ -758,6 +892,29 @@ export class Engine implements StorageEngine {
       conflictsTotal: this.counters.conflicts,
     };
   }
+}
+
+export interface BatchInfo {
+  batchId: string;
+  sha256: string;
+  hlc: bigint;
+  shardId: number;
+  sampleCount: number;
+  phase: BatchPhase;
+}
+
+export interface PrepareResult {
+  batchId: string;
+  sha256: string;
+  hlc: bigint;
+  phase: BatchPhase;
+  /** The batch id was already known with this digest: nothing new was stored. */
+  duplicate: boolean;
+  accepted: number;
+}
+
+function batchInfo(st: BatchState): BatchInfo {
+  return { batchId: st.batchId, sha256: st.sha256, hlc: st.hlc, shardId: st.shardId, sampleCount: st.sampleCount, phase: st.phase };
 }
 
 /** A run of samples of one series from one source (a block chunk or the head), sorted by time. */

@@ -44,3 +44,23 @@ export function decodeWalBatch(payload: Uint8Array, source: string): WalBatchRec
   if (toHex(sha256(batchBytes)) !== digest) throw new CorruptionError(`batch ${batchId}: SHA-256 mismatch`, source, 0);
   return { batchId, sha256: digest, hlc, batchBytes };
 }
+
+/** COMMIT and ABORT marks name the batch and its digest, so a mark can never decide another content. */
+export interface WalMark {
+  batchId: string;
+  sha256: string; // hex
+}
+
+export function encodeWalMark(m: WalMark): Uint8Array {
+  return new ByteWriter(m.batchId.length + 40).u8(VERSION).str(m.batchId).bytes(fromHex(m.sha256)).finish();
+}
+
+export function decodeWalMark(payload: Uint8Array, source: string): WalMark {
+  const r = new ByteReader(payload, source);
+  const version = r.u8();
+  if (version !== VERSION) throw new CorruptionError(`unknown WAL mark version ${version}`, source, 0);
+  const batchId = r.str();
+  const sha256 = toHex(r.bytes(32));
+  if (r.remaining !== 0) throw new CorruptionError(`${r.remaining} trailing bytes in WAL mark`, source, r.offset);
+  return { batchId, sha256 };
+}
