@@ -1,5 +1,4 @@
-// The package's public API: core types and typed errors. The HTTP client
-// joins here when it exists (src/client/).
+// The package's public API: core types, typed errors and the HTTP client.
 
 export { HqError, BadInputError, TooLargeError, ConflictError, OverloadError, UnavailableError, NotFoundError, CorruptionError, isHqError } from "./core/errors.js";
 export type { ErrorCode, InputLocation, ConflictingPoint } from "./core/errors.js";
@@ -11,3 +10,4 @@ export type { Limits } from "./core/limits.js";
 export { DEFAULT_LIMITS } from "./core/limits.js";
 export type { Precision } from "./core/time.js";
 export { parseSelector } from "./query/selector.js";
+export * from "./client/index.js";
