@@ -9,7 +9,7 @@ import { BatchBuilder } from "../core/batch.js";
 import { BadInputError, type InputLocation } from "../core/errors.js";
 import { canonicalLabels } from "../core/labels.js";
 import type { Limits } from "../core/limits.js";
-import { INT64_MAX, INT64_MIN } from "../core/time.js";
+import { INT64_MAX, INT64_MIN, parseIntTimestamp } from "../core/time.js";
 import { parseDecimalFloat, parseSpecialFloat } from "./numbers.js";
 import { decodeBody, isBlank, LineReader } from "./text.js";
 
@@ -56,6 +56,12 @@ function parseLine(line: string, lineNo: number, builder: BatchBuilder, limits: 
   if (!isPlainObject(row)) throw new BadInputError("expected a JSON object", { line: lineNo });
   const metric = row["metric"];
   const values = row["values"];
+  const timestampsNsRaw = row["timestamps_ns"];
+  if (timestampsNsRaw !== undefined) {
+    // What /api/v1/export writes besides the ms timestamps: exact ns, so exported data round-trips losslessly.
+    parseNsLine(metric, values, timestampsNsRaw, row["timestamps"], lineNo, builder, limits);
+    return;
+  }
   const timestamps = row["timestamps"];
   if (!isPlainObject(metric)) throw bad("metric", metric === undefined ? "missing" : "must be an object of label names to string values");
   if (!Array.isArray(values)) throw bad("values", values === undefined ? "missing" : "must be an array");
@@ -63,14 +69,8 @@ function parseLine(line: string, lineNo: number, builder: BatchBuilder, limits: 
   if (values.length !== timestamps.length)
     throw bad("values", `has ${values.length} entries but timestamps has ${timestamps.length}`);
 
-  const pairs: [string, string][] = [];
-  for (const name of Object.keys(metric)) {
-    const v = metric[name];
-    if (typeof v !== "string") throw bad(`metric.${name.slice(0, 64)}`, "label value must be a string");
-    pairs.push([name, v]);
-  }
   const loc: InputLocation = { line: lineNo };
-  const key = builder.series(canonicalLabels(pairs, limits, loc), loc);
+  const key = seriesOf(metric, loc, builder, limits, bad);
 
   const { prevMs, prevNs } = reuse;
   const timestampsNs: bigint[] = new Array<bigint>(values.length);
@@ -78,23 +78,59 @@ function parseLine(line: string, lineNo: number, builder: BatchBuilder, limits: 
     const t: unknown = timestamps[i];
     if (typeof t !== "number" || !Number.isInteger(t) || t < MS_MIN || t > MS_MAX)
       throw bad(`timestamps[${i}]`, describeBadTimestamp(t));
-    const raw: unknown = values[i];
-    let v: number;
-    if (typeof raw === "number") {
-      // JSON cannot spell ±Inf, so a non-finite number means a literal overflowed float64.
-      if (!Number.isFinite(raw)) throw bad(`values[${i}]`, "number is out of the float64 range");
-      v = raw;
-    } else if (typeof raw === "string") {
-      v = parseQuotedValue(raw, i, bad);
-    } else {
-      throw bad(`values[${i}]`, `must be a number or one of "NaN", "Inf", "-Inf"; got ${raw === null ? "null" : typeof raw}`);
-    }
+    const v = parseValue(values[i], i, bad);
     const ns = prevMs[i] === t ? prevNs[i]! : BigInt(t) * 1_000_000n;
     timestampsNs[i] = ns;
     builder.addSample(key, ns, v, loc);
   }
   reuse.prevMs = timestamps;
   reuse.prevNs = timestampsNs;
+}
+
+type Bad = (field: string, message: string) => BadInputError;
+
+function seriesOf(metric: Record<string, unknown>, loc: InputLocation, builder: BatchBuilder, limits: Limits, bad: Bad): string {
+  const pairs: [string, string][] = [];
+  for (const name of Object.keys(metric)) {
+    const v = metric[name];
+    if (typeof v !== "string") throw bad(`metric.${name.slice(0, 64)}`, "label value must be a string");
+    pairs.push([name, v]);
+  }
+  return builder.series(canonicalLabels(pairs, limits, loc), loc);
+}
+
+function parseValue(raw: unknown, i: number, bad: Bad): number {
+  if (typeof raw === "number") {
+    // JSON cannot spell ±Inf, so a non-finite number means a literal overflowed float64.
+    if (!Number.isFinite(raw)) throw bad(`values[${i}]`, "number is out of the float64 range");
+    return raw;
+  }
+  if (typeof raw === "string") return parseQuotedValue(raw, i, bad);
+  throw bad(`values[${i}]`, `must be a number or one of "NaN", "Inf", "-Inf"; got ${raw === null ? "null" : typeof raw}`);
+}
+
+function parseNsLine(metric: unknown, values: unknown, tsNs: unknown, tsMs: unknown, lineNo: number, builder: BatchBuilder, limits: Limits): void {
+  const bad = (field: string, message: string): BadInputError => new BadInputError(message, { line: lineNo, field });
+  if (!isPlainObject(metric)) throw bad("metric", metric === undefined ? "missing" : "must be an object of label names to string values");
+  if (!Array.isArray(values)) throw bad("values", values === undefined ? "missing" : "must be an array");
+  if (!Array.isArray(tsNs)) throw bad("timestamps_ns", "must be an array of decimal strings");
+  if (values.length !== tsNs.length) throw bad("values", `has ${values.length} entries but timestamps_ns has ${tsNs.length}`);
+  if (tsMs !== undefined && (!Array.isArray(tsMs) || tsMs.length !== tsNs.length))
+    throw bad("timestamps", "must have as many entries as timestamps_ns when both are given");
+  const loc: InputLocation = { line: lineNo };
+  const key = seriesOf(metric, loc, builder, limits, bad);
+  for (let i = 0; i < values.length; i++) {
+    const t: unknown = tsNs[i];
+    if (typeof t !== "string") throw bad(`timestamps_ns[${i}]`, "must be a decimal string of nanoseconds");
+    const ns = parseIntTimestamp(t, "ns", { line: lineNo, field: `timestamps_ns[${i}]` });
+    if (tsMs !== undefined) {
+      const ms = (tsMs as unknown[])[i];
+      const floorMs = ns >= 0n ? ns / 1_000_000n : -((-ns + 999_999n) / 1_000_000n);
+      if (typeof ms !== "number" || BigInt(ms) !== floorMs) throw bad(`timestamps[${i}]`, `disagrees with timestamps_ns[${i}] (${t})`);
+    }
+    const v = parseValue(values[i], i, bad);
+    builder.addSample(key, ns, v, loc);
+  }
 }
 
 // Some exporters quote every number; JSON's NaN/Inf workaround does it for the special values.

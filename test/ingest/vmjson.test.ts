@@ -122,3 +122,19 @@ describe("vmjson: errors name the line and the field", () => {
     assert.equal(plain(parse(text)).size, 50);
   });
 });
+
+describe("vmjson: timestamps_ns (what /api/v1/export writes)", () => {
+  it("takes exact nanoseconds from timestamps_ns, checked against timestamps when both are given", () => {
+    const text = JSON.stringify({ metric: { __name__: "n" }, values: [1, 2], timestamps: [1700000000123, -1], timestamps_ns: ["1700000000123456789", "-1"] });
+    const s = only(parse(text));
+    assert.deepEqual(s.timestampsNs, [-1n, 1_700_000_000_123_456_789n]);
+    const alone = only(parse(JSON.stringify({ metric: { __name__: "n" }, values: [1], timestamps_ns: ["5"] })));
+    assert.deepEqual(alone.timestampsNs, [5n]);
+  });
+  it("names the field when timestamps_ns is malformed or disagrees with timestamps", () => {
+    throwsAt(() => parse(JSON.stringify({ metric: { __name__: "n" }, values: [1], timestamps_ns: [5] })), BadInputError, "line 1", "timestamps_ns[0]");
+    throwsAt(() => parse(JSON.stringify({ metric: { __name__: "n" }, values: [1], timestamps_ns: ["x"] })), BadInputError, "line 1", "timestamps_ns[0]");
+    throwsAt(() => parse(JSON.stringify({ metric: { __name__: "n" }, values: [1], timestamps: [2], timestamps_ns: ["5000000"] })), BadInputError, "line 1", "timestamps[0]");
+    throwsAt(() => parse(JSON.stringify({ metric: { __name__: "n" }, values: [1, 2], timestamps_ns: ["5"] })), BadInputError, "line 1", "values");
+  });
+});
