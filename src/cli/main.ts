@@ -2,6 +2,7 @@
 // The `hqts` command line (bin/hqts runs this file from dist/).
 
 import { Command, InvalidArgumentError, Option } from "commander";
+import { addClusterCommands } from "./cluster-cmd.js";
 import { CliError, baseUrl } from "./http.js";
 import { runExport, runLabels, runQuery, runSeries } from "./read-cmds.js";
 import { VERSION } from "./version.js";
@@ -55,7 +56,10 @@ export function buildProgram(): Command {
 
   program
     .command("node")
-    .description("run a standalone node: HTTP API + storage engine (prints the address it listens on)")
+    .description(
+      "run a node: HTTP API + storage engine (prints the address it listens on). Standalone, or with --etcd and\n" +
+        "--node-id a member of a cluster: it registers in etcd and serves its view of the cluster at GET /hq/v1/cluster",
+    )
     .requiredOption("--data <dir>", "data directory (created if missing)")
     .requiredOption("--http <host:port>", "address to listen on, e.g. 127.0.0.1:8428 (port 0 picks a free one)")
     .option("--retention <duration>", "drop blocks older than this, e.g. 30d, 12h; 0 keeps everything (default: keep everything)")
@@ -63,8 +67,26 @@ export function buildProgram(): Command {
     .addOption(new Option("--log-level <level>", "log level (JSON logs on stderr)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"))
     .option("--max-body-bytes <n>", "largest request body accepted, after decompression (default 64 MiB)", positiveInt("--max-body-bytes"))
     .option("--shutdown-timeout <duration>", "on SIGTERM/SIGINT, how long in-flight requests may take to finish", "30s")
+    .option("--node-id <id>", "cluster mode: this node's id, unique in the cluster (1-64 of [A-Za-z0-9_.-])")
+    .option("--etcd <urls>", "cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379,http://10.0.0.2:2379)")
+    .option("--cluster <name>", "cluster mode: cluster name; its metadata lives under /hqts/<name>/ in etcd", "default")
+    .option("--advertise <url>", "cluster mode: base URL other nodes and clients reach this node at (default: the listen address)")
+    .option("--replication-factor <n>", "cluster mode: replicas per shard when this node creates the shard map", positiveInt("--replication-factor"), 3)
     .action(
-      act(async (o: { data: string; http: string; retention?: string; acceptDataLoss: boolean; logLevel: string; maxBodyBytes?: number; shutdownTimeout: string }) => {
+      act(async (o: {
+        data: string;
+        http: string;
+        retention?: string;
+        acceptDataLoss: boolean;
+        logLevel: string;
+        maxBodyBytes?: number;
+        shutdownTimeout: string;
+        nodeId?: string;
+        etcd?: string;
+        cluster: string;
+        advertise?: string;
+        replicationFactor: number;
+      }) => {
         // Loaded on demand: the server and engine stack is not needed by client commands.
         const { runNode } = await import("./node-cmd.js");
         await runNode(o);
@@ -189,6 +211,8 @@ export function buildProgram(): Command {
       await runLabels(name, { ...o, url: baseUrl(o.url), timeoutMs: o.timeout * 1000 }, process.stdout);
     }),
   );
+
+  addClusterCommands(program, act);
 
   return program;
 }

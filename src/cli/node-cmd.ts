@@ -1,5 +1,7 @@
-// `hqts node`: one standalone node (HTTP server + storage engine). Cluster
-// flags (--etcd, --peers, ...) will be added to NodeOptions and wired here.
+// `hqts node`: one node (HTTP server + storage engine). Without --etcd it is
+// standalone; with --etcd and --node-id it also registers in etcd and keeps a
+// view of the cluster (membership, shard map, coordinator), served at
+// GET /hq/v1/cluster. etcd is never in the path of a write or read.
 
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
@@ -10,6 +12,8 @@ import { isHqError } from "../core/errors.js";
 import { openEngine } from "../storage/engine.js";
 import { createHqServer } from "../server/server.js";
 import type { StorageEngine } from "../storage/engine-api.js";
+import { ClusterAgent } from "../cluster/membership.js";
+import { EtcdMeta, parseEndpoints } from "../cluster/etcd.js";
 import { CliError } from "./http.js";
 import { VERSION } from "./version.js";
 
@@ -21,6 +25,13 @@ export interface NodeOptions {
   logLevel: string;
   maxBodyBytes?: number;
   shutdownTimeout: string;
+  /** Cluster mode: etcd client URLs, comma-separated. */
+  etcd?: string;
+  nodeId?: string;
+  cluster?: string;
+  /** Base URL other nodes reach this one at (default: the address it listens on). */
+  advertise?: string;
+  replicationFactor?: number;
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000, y: 365 * 86_400_000 };
@@ -67,9 +78,24 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     process.exit(1);
   });
 
+  if ((opts.etcd === undefined) !== (opts.nodeId === undefined)) throw new CliError("--etcd and --node-id go together (cluster mode); give both or neither", 2);
+  let etcdEndpoints: string[] | null = null;
+  try {
+    if (opts.etcd !== undefined) etcdEndpoints = parseEndpoints(opts.etcd);
+  } catch (e) {
+    throw new CliError(`--etcd: ${(e as Error).message}`, 2);
+  }
+  let agent: ClusterAgent | null = null;
+
   await mkdir(dataDir, { recursive: true });
   const registry = new Registry();
-  const hq = createHqServer({ limits, log, registry, version: VERSION });
+  const hq = createHqServer({
+    limits,
+    log,
+    registry,
+    version: VERSION,
+    ...(etcdEndpoints !== null ? { clusterInfo: () => agent?.view() ?? { state: "joining" } } : {}),
+  });
   let engine: StorageEngine | null = null;
   let stopping = false;
 
@@ -81,6 +107,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     stopping = true;
     log.info({ signal, inFlight: hq.inFlight(), deadlineMs: shutdownMs }, "shutting down: finishing in-flight requests");
     try {
+      if (agent !== null) await agent.stop();
       await hq.shutdown(shutdownMs);
       log.info("stopped cleanly");
       process.exit(0);
@@ -119,4 +146,20 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   }
   hq.setEngine(engine);
   log.info({ url: addr.url }, "ready");
+  if (etcdEndpoints !== null) {
+    try {
+      agent = new ClusterAgent({
+        meta: new EtcdMeta({ endpoints: etcdEndpoints }),
+        cluster: opts.cluster ?? "default",
+        self: { id: opts.nodeId!, http: opts.advertise ?? addr.url, startedAt: new Date().toISOString(), version: VERSION, publicKey: null },
+        log,
+        ...(opts.replicationFactor !== undefined ? { replicationFactor: opts.replicationFactor } : {}),
+      });
+    } catch (e) {
+      await hq.shutdown(1000).catch(() => undefined);
+      throw new CliError((e as Error).message, 2);
+    }
+    // Not awaited for readiness: the node serves whether or not etcd answers.
+    void agent.start();
+  }
 }

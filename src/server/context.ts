@@ -19,5 +19,7 @@ export interface RouteContext {
   state(): NodeState;
   /** The engine, or an UnavailableError (503, retryable) while starting or closing. */
   engine(): StorageEngine;
+  /** The node's view of its cluster (GET /hq/v1/cluster); undefined on a standalone node. */
+  readonly clusterInfo?: () => unknown;
 }
 

@@ -41,6 +41,10 @@ async function status(ctx: RouteContext, _req: IncomingMessage, res: ServerRespo
   sendJson(res, 200, ctx.engine().stats());
 }
 
+async function cluster(ctx: RouteContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  sendJson(res, 200, ctx.clusterInfo === undefined ? { mode: "standalone" } : { mode: "cluster", ...(ctx.clusterInfo() as object) });
+}
+
 function labelName(raw: string): string {
   try {
     return decodeURIComponent(raw);
@@ -52,6 +56,7 @@ function labelName(raw: string): string {
 export const ROUTES: readonly Route[] = [
   { name: "/health", path: "/health", methods: ["GET", "HEAD"], handler: health },
   { name: "/metrics", path: "/metrics", methods: ["GET"], handler: metricsText },
+  { name: "/hq/v1/cluster", path: "/hq/v1/cluster", methods: ["GET"], handler: cluster },
   {
     name: "/api/v1/import",
     path: "/api/v1/import",

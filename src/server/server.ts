@@ -23,6 +23,8 @@ export interface HqServerOptions {
   processMetrics?: boolean;
   /** Longest a request may take to arrive completely (slow-loris guard). Default 5 min. */
   requestTimeoutMs?: number;
+  /** In cluster mode: the node's view of the cluster, served at GET /hq/v1/cluster. */
+  clusterInfo?: () => unknown;
 }
 
 export interface HqServer {
@@ -56,6 +58,7 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     metrics,
     version: opts.version ?? "0.0.0",
     startedAtMs: Date.now(),
+    ...(opts.clusterInfo !== undefined ? { clusterInfo: opts.clusterInfo } : {}),
     state: () => state,
     engine: () => {
       if (state === "starting" || engine === null) throw new UnavailableError("the node is starting", 1);

@@ -1,0 +1,139 @@
+// The playground's layout: ports, directories and DIR/cluster.json.
+//
+// Port scheme, from --base-port B, node index i = 0, 1, 2, ...:
+//   HQ-TS node i HTTP     B + i        (8428, 8429, 8430 for B = 8428)
+//   etcd member i client  B + 10 + i   (8438, 8439, 8440)
+//   etcd member i peer    B + 20 + i   (8448, 8449, 8450)
+// so at most 10 nodes. Node ids are n1, n2, ...; node nK's etcd member is
+// etcd-nK, "beside" it (started and stopped together with it).
+//
+// Directories under DIR: nodes/<id>/ (node data; its WAL in nodes/<id>/wal),
+// etcd/etcd-<id>/ (member data), logs/<id>.log and logs/etcd-<id>.log.
+
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export const MAX_NODES = 10;
+
+export class PlaygroundError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = "PlaygroundError";
+  }
+}
+
+export interface EtcdMemberEntry {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  /** null while stopped. */
+  pid: number | null;
+  dataDir: string;
+  log: string;
+}
+
+export interface NodeEntry {
+  id: string;
+  /** Base URL, e.g. http://127.0.0.1:8428. */
+  http: string;
+  /** null while stopped. */
+  pid: number | null;
+  dataDir: string;
+  walDir: string;
+  log: string;
+  etcd: EtcdMemberEntry;
+}
+
+export interface ClusterFile {
+  version: 1;
+  /** Cluster name (etcd prefix /hqts/<cluster>/). */
+  cluster: string;
+  dir: string;
+  basePort: number;
+  /** etcd --initial-cluster-token. */
+  etcdToken: string;
+  /** pid of the `hqts cluster up` that runs in the foreground (null once it stopped). */
+  upPid: number | null;
+  nodes: NodeEntry[];
+}
+
+export function clusterFilePath(dir: string): string {
+  return join(resolve(dir), "cluster.json");
+}
+
+export function planCluster(dirRaw: string, nodes: number, basePort: number, cluster = "playground"): ClusterFile {
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) throw new PlaygroundError(`--nodes must be 1..${MAX_NODES}`, 2);
+  if (!Number.isInteger(basePort) || basePort < 1024 || basePort + 20 + nodes - 1 > 65535)
+    throw new PlaygroundError(`--base-port must leave room for ports base..base+${20 + nodes - 1} within 1024..65535`, 2);
+  const dir = resolve(dirRaw);
+  const list: NodeEntry[] = [];
+  for (let i = 0; i < nodes; i++) {
+    const id = `n${i + 1}`;
+    const dataDir = join(dir, "nodes", id);
+    list.push({
+      id,
+      http: `http://127.0.0.1:${basePort + i}`,
+      pid: null,
+      dataDir,
+      walDir: join(dataDir, "wal"),
+      log: join(dir, "logs", `${id}.log`),
+      etcd: {
+        name: `etcd-${id}`,
+        clientUrl: `http://127.0.0.1:${basePort + 10 + i}`,
+        peerUrl: `http://127.0.0.1:${basePort + 20 + i}`,
+        pid: null,
+        dataDir: join(dir, "etcd", `etcd-${id}`),
+        log: join(dir, "logs", `etcd-${id}.log`),
+      },
+    });
+  }
+  return { version: 1, cluster, dir, basePort, etcdToken: `hqts-${cluster}`, upPid: null, nodes: list };
+}
+
+export function readClusterFile(dir: string): ClusterFile {
+  const p = clusterFilePath(dir);
+  let raw: string;
+  try {
+    raw = readFileSync(p, "utf8");
+  } catch {
+    throw new PlaygroundError(`${p} not found: is a playground running there (hqts cluster up --dir ${dir})?`, 2);
+  }
+  try {
+    const v = JSON.parse(raw) as ClusterFile;
+    if (v.version !== 1 || !Array.isArray(v.nodes)) throw new Error("unknown version or no nodes");
+    return v;
+  } catch (e) {
+    throw new PlaygroundError(`${p} is malformed: ${(e as Error).message}`);
+  }
+}
+
+/** Atomic rewrite: write a temporary file, fsync it, rename it over cluster.json. */
+export function writeClusterFile(c: ClusterFile): void {
+  const p = clusterFilePath(c.dir);
+  const tmp = `${p}.tmp-${process.pid}`;
+  const fd = openSync(tmp, "w");
+  try {
+    writeSync(fd, JSON.stringify(c, null, 2) + "\n");
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, p);
+}
+
+/** Re-reads cluster.json, applies `fn` to it, writes it back atomically (the other commands may have changed pids). */
+export function updateClusterFile(dir: string, fn: (c: ClusterFile) => void): ClusterFile {
+  const c = readClusterFile(dir);
+  fn(c);
+  writeClusterFile(c);
+  return c;
+}
+
+export function findNode(c: ClusterFile, id: string): NodeEntry {
+  const n = c.nodes.find((x) => x.id === id);
+  if (n === undefined) throw new PlaygroundError(`no node "${id}" in ${clusterFilePath(c.dir)} (nodes: ${c.nodes.map((x) => x.id).join(", ")})`, 2);
+  return n;
+}
