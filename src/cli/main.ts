@@ -6,7 +6,8 @@ import { addClusterCommands } from "./cluster-cmd.js";
 import { CliError, baseUrl } from "./http.js";
 import { runExport, runLabels, runQuery, runSeries } from "./read-cmds.js";
 import { VERSION } from "./version.js";
-import { runWrite, type WriteFormat } from "./write-cmd.js";
+import type { NodeOptions } from "./node-cmd.js";
+import { runWrite, type WriteOptions } from "./write-cmd.js";
 
 function positiveInt(flag: string) {
   return (v: string): number => {
@@ -73,20 +74,7 @@ export function buildProgram(): Command {
     .option("--advertise <url>", "cluster mode: base URL other nodes and clients reach this node at (default: the listen address)")
     .option("--replication-factor <n>", "cluster mode: replicas per shard when this node creates the shard map", positiveInt("--replication-factor"), 3)
     .action(
-      act(async (o: {
-        data: string;
-        http: string;
-        retention?: string;
-        acceptDataLoss: boolean;
-        logLevel: string;
-        maxBodyBytes?: number;
-        shutdownTimeout: string;
-        nodeId?: string;
-        etcd?: string;
-        cluster: string;
-        advertise?: string;
-        replicationFactor: number;
-      }) => {
+      act(async (o: NodeOptions) => {
         // Loaded on demand: the server and engine stack is not needed by client commands.
         const { runNode } = await import("./node-cmd.js");
         await runNode(o);
@@ -117,19 +105,7 @@ export function buildProgram(): Command {
       act(
         async (
           file: string,
-          o: {
-            url: string;
-            format?: WriteFormat;
-            precision?: "ns" | "us" | "ms" | "s";
-            csvFormat?: string;
-            idempotencyKey?: string;
-            batchSamples: number;
-            batchBytes: number;
-            gzip: boolean;
-            retries: number;
-            timeout: number;
-            quiet: boolean;
-          },
+          o: Omit<WriteOptions, "timeoutMs"> & { timeout: number },
         ) => {
           await runWrite(
             file,
