@@ -5,7 +5,8 @@ import { assert } from "./assert.js";
 import { CorruptionError } from "./errors.js";
 
 const utf8e = new TextEncoder();
-const utf8d = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string (a label value may start with one), not a marker to drop.
+const utf8d = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export class ByteWriter {
   private buf: Uint8Array;

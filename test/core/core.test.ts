@@ -24,6 +24,10 @@ describe("core/bytes", () => {
       }),
     );
   });
+  it("keeps a leading byte-order mark in strings", () => {
+    const w = new ByteWriter().str("\ufeffvalue");
+    assert.equal(new ByteReader(w.finish()).str(), "\ufeffvalue");
+  });
   it("refuses over-long varints and non-integers", () => {
     const eleven = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x03]);
     assert.throws(() => new ByteReader(eleven).varint64(), CorruptionError);

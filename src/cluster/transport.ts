@@ -1,0 +1,308 @@
+// Node-to-node transport for the replication protocol's messages
+// (docs/format/replication.md, "Transport"). The protocol's state machines
+// are asynchronous message passers: replies are messages too, so a send is
+// one POST of one encoded message, answered 202 as soon as the receiver has
+// decoded it and handed it to its machine. No request/response pairing, no
+// retries here: the protocol tolerates loss and re-sends what it must.
+//
+// Outbound: one keep-alive Agent per peer (bounded sockets), a bounded number
+// of in-flight sends per peer (beyond it a message is dropped and counted),
+// a timeout per send, and `onUnreachable(peer)` as soon as a peer refuses
+// connections, so a gateway can drop that replica at once.
+//
+// Inbound: `makeInboundHandler` gives a route handler (the shape of
+// src/server/routes.ts `Handler`; this layer cannot import the server) that
+// reads the body under a limit, decodes it and calls `onMessage`.
+
+import { Agent, request, type IncomingMessage, type ServerResponse } from "node:http";
+import { BadInputError, HqError, TooLargeError } from "../core/errors.js";
+import type { Message } from "./protocol/messages.js";
+import { MAX_MESSAGE_BYTES, MESSAGE_CONTENT_TYPE, decodeMessage, encodeMessage } from "./wire.js";
+
+/** The path every node serves inbound messages on. */
+export const INTERNAL_MSG_PATH = "/hq/v1/internal/msg";
+
+/** Connection errors that prove the message was not delivered and the peer is not listening. */
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH"]);
+
+export interface TransportOptions {
+  /** Called (synchronously, once per failed send) when a peer refuses connections. */
+  readonly onUnreachable?: (peerUrl: string) => void;
+  /** Called when a send fails for any other reason (timeout, reset, non-202 answer). */
+  readonly onSendError?: (peerUrl: string, err: Error) => void;
+  /** Sends in flight to one peer at once; more are dropped and counted. Default 256. */
+  readonly maxInFlightPerPeer?: number;
+  /** Sockets per peer (keep-alive). Default 8. */
+  readonly maxSocketsPerPeer?: number;
+  /** Per-send timeout when the caller gives none. Default 5000 ms. */
+  readonly defaultTimeoutMs?: number;
+}
+
+export interface SendOptions {
+  /** Give up (and count a timeout) if the peer has not answered by then. */
+  readonly timeoutMs?: number;
+}
+
+export interface TransportCounters {
+  sent: number; // POSTs started
+  delivered: number; // answered 202
+  dropped: number; // refused by the in-flight bound
+  unreachable: number; // connection refused / no route
+  timeouts: number;
+  failed: number; // any other failure: reset, non-202 answer, encode error
+}
+
+const zero = (): TransportCounters => ({ sent: 0, delivered: 0, dropped: 0, unreachable: 0, timeouts: 0, failed: 0 });
+
+interface Peer {
+  readonly url: URL;
+  readonly agent: Agent;
+  inFlight: number;
+  readonly counters: TransportCounters;
+}
+
+export class Transport {
+  private readonly peers = new Map<string, Peer>();
+  private readonly totals = zero();
+  private readonly maxInFlight: number;
+  private readonly maxSockets: number;
+  private readonly defaultTimeoutMs: number;
+  private closed = false;
+
+  constructor(private readonly options: TransportOptions = {}) {
+    this.maxInFlight = options.maxInFlightPerPeer ?? 256;
+    this.maxSockets = options.maxSocketsPerPeer ?? 8;
+    this.defaultTimeoutMs = options.defaultTimeoutMs ?? 5000;
+  }
+
+  /**
+   * POSTs one message to `peerUrl` (the peer's base URL, e.g.
+   * `http://10.0.0.2:8428`). Never rejects: the promise settles when the
+   * attempt is over (delivered, dropped, or failed), and the outcome shows
+   * in the counters and callbacks. A message that cannot be encoded counts
+   * as failed (and goes to `onSendError`).
+   */
+  send(peerUrl: string, msg: Message, opts: SendOptions = {}): Promise<void> {
+    let peer: Peer;
+    let body: Uint8Array;
+    try {
+      if (this.closed) throw new HqError("unavailable", "the transport is closed");
+      peer = this.peer(peerUrl);
+      body = encodeMessage(msg);
+    } catch (e) {
+      this.totals.failed++;
+      this.options.onSendError?.(peerUrl, e as Error);
+      return Promise.resolve();
+    }
+    if (peer.inFlight >= this.maxInFlight) {
+      peer.counters.dropped++;
+      this.totals.dropped++;
+      return Promise.resolve();
+    }
+    peer.inFlight++;
+    this.count(peer, "sent");
+    return this.post(peerUrl, peer, body, opts.timeoutMs ?? this.defaultTimeoutMs).finally(() => {
+      peer.inFlight--;
+    });
+  }
+
+  /** Counters summed over every peer. */
+  stats(): Readonly<TransportCounters> {
+    return { ...this.totals };
+  }
+
+  /** Counters and current in-flight sends of one peer (zeros for a peer never sent to). */
+  peerStats(peerUrl: string): Readonly<TransportCounters & { inFlight: number }> {
+    const p = this.peers.get(peerUrl);
+    return p === undefined ? { ...zero(), inFlight: 0 } : { ...p.counters, inFlight: p.inFlight };
+  }
+
+  /** Closes every pooled connection; later sends fail (counted). In-flight sends are aborted. */
+  close(): void {
+    this.closed = true;
+    for (const p of this.peers.values()) p.agent.destroy();
+    this.peers.clear();
+  }
+
+  private peer(peerUrl: string): Peer {
+    let p = this.peers.get(peerUrl);
+    if (p !== undefined) return p;
+    let base: URL;
+    try {
+      base = new URL(peerUrl);
+    } catch {
+      throw new BadInputError(`peer URL "${peerUrl.slice(0, 200)}" is not a URL`, { field: "peerUrl" });
+    }
+    if (base.protocol !== "http:") throw new BadInputError(`peer URL "${peerUrl.slice(0, 200)}": only http: is supported`, { field: "peerUrl" });
+    p = {
+      url: new URL(INTERNAL_MSG_PATH, base),
+      agent: new Agent({ keepAlive: true, maxSockets: this.maxSockets, maxFreeSockets: this.maxSockets }),
+      inFlight: 0,
+      counters: zero(),
+    };
+    this.peers.set(peerUrl, p);
+    return p;
+  }
+
+  private count(peer: Peer, what: keyof TransportCounters): void {
+    peer.counters[what]++;
+    this.totals[what]++;
+  }
+
+  private post(peerUrl: string, peer: Peer, body: Uint8Array, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const done = (outcome: keyof TransportCounters, err: Error | null): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.count(peer, outcome);
+        if (outcome === "unreachable") this.options.onUnreachable?.(peerUrl);
+        else if (err !== null) this.options.onSendError?.(peerUrl, err);
+        resolve();
+      };
+      const req = request(peer.url, {
+        method: "POST",
+        agent: peer.agent,
+        headers: { "Content-Type": MESSAGE_CONTENT_TYPE, "Content-Length": String(body.length) },
+      });
+      const timer = setTimeout(() => {
+        done("timeouts", new Error(`no answer from ${peerUrl} within ${timeoutMs} ms`));
+        req.destroy();
+      }, timeoutMs);
+      req.on("error", (e: NodeJS.ErrnoException) => {
+        done(e.code !== undefined && UNREACHABLE_CODES.has(e.code) ? "unreachable" : "failed", e);
+      });
+      req.on("response", (res: IncomingMessage) => {
+        if (res.statusCode === 202) {
+          res.resume();
+          res.on("end", () => done("delivered", null));
+          res.on("error", (e) => done("failed", e));
+          return;
+        }
+        // Keep the first KiB of the answer for the error message.
+        const chunks: Buffer[] = [];
+        let n = 0;
+        res.on("data", (c: Buffer) => {
+          if (n < 1024) chunks.push(c);
+          n += c.length;
+        });
+        const fail = (): void => {
+          const text = Buffer.concat(chunks).subarray(0, 1024).toString("utf8");
+          done("failed", new Error(`${peerUrl} answered ${res.statusCode ?? "?"}: ${text}`));
+        };
+        res.on("end", fail);
+        res.on("error", fail);
+      });
+      req.end(body);
+    });
+  }
+}
+
+// ---------------------------------------------------------------- inbound
+
+export interface InboundLimits {
+  /** Largest body accepted (413 past it). Default and ceiling: MAX_MESSAGE_BYTES. */
+  readonly maxBodyBytes?: number;
+}
+
+/** Structurally a src/server/routes.ts `Handler` (the context is not used). */
+export type InboundHandler = (ctx: unknown, req: IncomingMessage, res: ServerResponse, url: URL, pathParams: readonly string[]) => Promise<void>;
+
+/** Structurally a src/server/routes.ts `Route`. */
+export interface InboundRoute {
+  readonly name: string;
+  readonly path: string;
+  readonly methods: readonly string[];
+  readonly handler: InboundHandler;
+}
+
+function answer(res: ServerResponse, status: number, body: Record<string, unknown> | null, close = false): void {
+  if (res.headersSent) return;
+  const text = body === null ? "" : JSON.stringify(body);
+  const headers: Record<string, string> = { "Content-Length": String(Buffer.byteLength(text)) };
+  if (body !== null) headers["Content-Type"] = "application/json";
+  if (close) headers["Connection"] = "close";
+  res.writeHead(status, headers);
+  res.end(text);
+}
+
+function errorBody(err: HqError): Record<string, unknown> {
+  return { ...err.details, status: "error", errorType: "bad_data", error: err.message, code: err.code, retryable: err.retryable };
+}
+
+/** Reads the whole body; rejects with TooLargeError past `limit` (raw bytes; no content-encoding is accepted). */
+function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = req.headers["content-length"];
+  if (declared !== undefined && Number(declared) > limit)
+    return Promise.reject(new TooLargeError(`message body of ${declared} bytes`, limit, { field: "Content-Length" }));
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let done = false;
+    const finish = (err: Error | null): void => {
+      if (done) return;
+      done = true;
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+      if (err !== null) {
+        req.resume(); // discard the rest
+        reject(err);
+      } else resolve(Buffer.concat(chunks, n));
+    };
+    const onData = (c: Buffer): void => {
+      n += c.length;
+      if (n > limit) return finish(new TooLargeError("message body", limit, { field: "body" }));
+      chunks.push(c);
+    };
+    const onEnd = (): void => finish(null);
+    const onError = (e: Error): void => finish(new BadInputError(`cannot read the message body: ${e.message}`, { field: "body" }));
+    const onClose = (): void => {
+      if (!req.complete) finish(new BadInputError("the peer closed the connection before sending the whole message", { field: "body" }));
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
+}
+
+/**
+ * The handler for `POST /hq/v1/internal/msg`: reads the body (413 past the
+ * limit), decodes it (400 naming the problem when malformed), calls
+ * `onMessage` and answers 202. Wrong content type → 415, wrong content
+ * encoding → 415. If `onMessage` throws, the handler rethrows without
+ * answering (the server's error path logs it and answers 500).
+ */
+export function makeInboundHandler(onMessage: (msg: Message) => void, limits: InboundLimits = {}): InboundHandler {
+  const limit = Math.min(limits.maxBodyBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
+  return async (_ctx, req, res) => {
+    const source = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
+    const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+    const encoding = String(req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
+    if (type !== MESSAGE_CONTENT_TYPE || (encoding !== "identity" && encoding !== "")) {
+      req.resume();
+      const what = type !== MESSAGE_CONTENT_TYPE ? `Content-Type "${type.slice(0, 80)}" (want ${MESSAGE_CONTENT_TYPE})` : `Content-Encoding "${encoding.slice(0, 40)}" (want identity)`;
+      answer(res, 415, { status: "error", errorType: "bad_data", error: `unsupported ${what}`, code: "bad_input", retryable: false });
+      return;
+    }
+    let msg: Message;
+    try {
+      msg = decodeMessage(await readLimited(req, limit), source);
+    } catch (e) {
+      const err = e instanceof HqError ? e : new BadInputError(String(e));
+      // Past the limit the rest of the body is discarded; close so the peer stops sending it.
+      answer(res, err.code === "too_large" ? 413 : 400, errorBody(err), err.code === "too_large");
+      return;
+    }
+    onMessage(msg); // throwing is a bug on this node: the server's error path logs it and answers 500
+    answer(res, 202, null);
+  };
+}
+
+/** The route descriptor for the server's route table (the lead wires it in). */
+export function inboundRoute(onMessage: (msg: Message) => void, limits: InboundLimits = {}): InboundRoute {
+  return { name: INTERNAL_MSG_PATH, path: INTERNAL_MSG_PATH, methods: ["POST"], handler: makeInboundHandler(onMessage, limits) };
+}
