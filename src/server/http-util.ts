@@ -144,7 +144,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
  * resolves true once it drained or false if the client went away (backpressure
  * for streamed answers). Returns null when the caller may go on at once.
  */
-export function writeChunk(res: ServerResponse, chunk: string): Promise<boolean> | null {
+export function writeChunk(res: ServerResponse, chunk: string | Uint8Array): Promise<boolean> | null {
   if (res.destroyed) return Promise.resolve(false);
   if (res.write(chunk)) return null;
   return new Promise<boolean>((resolve) => {

@@ -131,12 +131,19 @@ function readStructure(fd: number, path: string): { footer: BlockFooter; index: 
   return { footer, index, size };
 }
 
-const TS_CACHE_MAX = 64;
+/**
+ * Decoded shared timestamp columns kept per reader, bounded by bytes: a block
+ * has one column per group of series scraped together (hundreds on a large
+ * block), and a bound by count below that made a wide read re-read, re-verify
+ * and re-decode a column for nearly every chunk. 32 MiB = 4 M timestamps.
+ */
+const TS_CACHE_BYTES_MAX = 32 * 1024 * 1024;
 
 export class BlockReader {
   private fd: number | null;
   private readonly index: BlockIndex;
   private readonly tsCache = new Map<number, BigInt64Array>();
+  private tsCacheBytes = 0;
 
   private constructor(
     fd: number,
@@ -192,16 +199,29 @@ export class BlockReader {
       ts = decodeTimestampColumn(this.readObject(ref, "timestamp column"), this.meta.path, ref.offset);
       if (ts.length !== ref.count) throw new CorruptionError("timestamp column sample count differs from the index", this.meta.path, ref.offset);
       this.tsCache.set(col, ts);
-      if (this.tsCache.size > TS_CACHE_MAX) this.tsCache.delete(this.tsCache.keys().next().value!);
+      this.tsCacheBytes += ts.byteLength;
+      while (this.tsCacheBytes > TS_CACHE_BYTES_MAX && this.tsCache.size > 1) {
+        const [oldest, old] = this.tsCache.entries().next().value!;
+        this.tsCache.delete(oldest);
+        this.tsCacheBytes -= old.byteLength;
+      }
     }
-    return ts.slice();
+    return ts;
   }
 
-  /** Reads one chunk, verifying its CRC32C, SHA-256 and its agreement with the index. */
-  readChunk(ref: ChunkRef): ChunkData {
+  /**
+   * Reads one chunk, verifying its CRC32C, SHA-256 and its agreement with the index. The arrays are the caller's,
+   * unless `shareTimestamps`: then a chunk stored against a shared timestamp column gets the reader's decoded column
+   * itself (no copy per chunk), for callers that never write into it (the engine's chunk cache).
+   */
+  readChunk(ref: ChunkRef, shareTimestamps = false): ChunkData {
     const path = this.meta.path;
     const bytes = this.readObject(ref, "chunk");
-    const shared = ref.tsColumn >= 0 ? this.timestamps(ref.tsColumn) : undefined;
+    let shared: BigInt64Array | undefined;
+    if (ref.tsColumn >= 0) {
+      const col = this.timestamps(ref.tsColumn);
+      shared = shareTimestamps ? col : col.slice();
+    }
     const d = decodeChunk(bytes, path, ref.offset, shared);
     const n = d.timestampsNs.length;
     if (n !== ref.count || d.timestampsNs[0] !== ref.minTimeNs || d.timestampsNs[n - 1] !== ref.maxTimeNs)
@@ -222,6 +242,7 @@ export class BlockReader {
       const fd = this.fd;
       this.fd = null;
       this.tsCache.clear();
+      this.tsCacheBytes = 0;
       closeSync(fd);
     }
   }

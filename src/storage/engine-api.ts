@@ -6,7 +6,11 @@ import type { Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
 
-/** Samples of one series in [startNs, endNs], sorted by time, one per timestamp. */
+/**
+ * Samples of one series in [startNs, endNs], sorted by time, one per timestamp.
+ * The arrays may be views of the engine's chunk cache (shared with other reads
+ * and other series): read them, never write into them.
+ */
 export interface SelectedSeries {
   readonly key: string;
   readonly labels: Labels;

@@ -92,7 +92,22 @@ type Op =
 const DEFAULT_HEAD_SAMPLES_MAX = 4_000_000;
 const DEFAULT_FLUSH_INTERVAL_MS = 30 * 60 * 1000;
 const RETENTION_CHECK_MS = 60 * 1000;
-const CHUNK_CACHE_ENTRIES_MAX = 512;
+/**
+ * Decoded block chunks kept in memory, bounded by their decoded bytes (not by
+ * count): a wide read touches one chunk per series (tens of thousands), and a
+ * count bound small enough to be safe for large chunks made such reads evict
+ * every chunk before its reuse, so each repetition re-read, re-verified and
+ * re-decoded everything. 256 MiB holds ~12 M decoded samples (21 B each). A
+ * chunk is verified (CRC32C and SHA-256) each time it is loaded from disk into
+ * this cache; a hit serves the bytes that were verified at load.
+ */
+export const CHUNK_CACHE_BYTES_MAX = 256 * 1024 * 1024;
+
+interface CachedChunk {
+  readonly reader: BlockReader;
+  readonly data: ChunkData;
+  readonly bytes: number;
+}
 
 export async function openEngine(opts: EngineOptions): Promise<StorageEngine> {
   const e = new Engine(opts);
@@ -102,7 +117,11 @@ export async function openEngine(opts: EngineOptions): Promise<StorageEngine> {
 
 export class Engine implements StorageEngine {
   private readonly series = new Map<string, SeriesState>();
-  private readonly byMetric = new Map<string, Set<SeriesState>>();
+  /**
+   * Inverted index, label name → value → series carrying that pair: an equality matcher with a non-empty value
+   * can only match series in its posting set, so candidates() reads the smallest such set instead of every series.
+   */
+  private readonly postings = new Map<string, Map<string, Set<SeriesState>>>();
   private readonly batches = new Map<string, BatchState>();
   private headBatches: BatchState[] = [];
   private headSamples = 0;
@@ -115,7 +134,9 @@ export class Engine implements StorageEngine {
   private closed = false;
   private timers: NodeJS.Timeout[] = [];
   private readonly hlc = new Hlc();
-  private readonly chunkCache = new Map<string, ChunkData>();
+  /** LRU (Map order) of decoded chunks, keyed by the index's ChunkRef objects (stable for a reader's life). */
+  private readonly chunkCache = new Map<ChunkRef, CachedChunk>();
+  private chunkCacheBytes = 0;
   private readonly m;
   private readonly walDir: string;
   private readonly blocksDir: string;
@@ -565,10 +586,13 @@ export class Engine implements StorageEngine {
     if (s === undefined) {
       s = { key, labels, head: new HeadSeries(), blocks: [] };
       this.series.set(key, s);
-      const name = metricNameOf(labels);
-      let set = this.byMetric.get(name);
-      if (set === undefined) this.byMetric.set(name, (set = new Set()));
-      set.add(s);
+      for (const [n, v] of labels) {
+        let byValue = this.postings.get(n);
+        if (byValue === undefined) this.postings.set(n, (byValue = new Map()));
+        let set = byValue.get(v);
+        if (set === undefined) byValue.set(v, (set = new Set()));
+        set.add(s);
+      }
     }
     return s;
   }
@@ -580,17 +604,28 @@ export class Engine implements StorageEngine {
     return out;
   }
 
+  /**
+   * A chunk, decoded and verified. The arrays are shared with the cache (and, for timestamps, with every chunk of
+   * the same shared column): readers must not write into them.
+   */
   private chunk(ref: BlockRef, c: ChunkRef): ChunkData {
-    const k = `${ref.reader.meta.path}:${c.offset}`;
-    let d = this.chunkCache.get(k);
-    if (d !== undefined) {
-      this.chunkCache.delete(k);
-      this.chunkCache.set(k, d);
-      return d;
+    const hit = this.chunkCache.get(c);
+    if (hit !== undefined) {
+      this.chunkCache.delete(c);
+      this.chunkCache.set(c, hit);
+      return hit.data;
     }
-    d = ref.reader.readChunk(c);
-    this.chunkCache.set(k, d);
-    if (this.chunkCache.size > CHUNK_CACHE_ENTRIES_MAX) this.chunkCache.delete(this.chunkCache.keys().next().value!);
+    const d = ref.reader.readChunk(c, true);
+    const n = d.timestampsNs.length;
+    // Counts the timestamps even when shared with other chunks: an over-estimate keeps the bound an upper bound.
+    const bytes = n * (8 + 8 + 1 + 4) + 64;
+    this.chunkCache.set(c, { reader: ref.reader, data: d, bytes });
+    this.chunkCacheBytes += bytes;
+    while (this.chunkCacheBytes > CHUNK_CACHE_BYTES_MAX && this.chunkCache.size > 1) {
+      const [oldest, e] = this.chunkCache.entries().next().value!;
+      this.chunkCache.delete(oldest);
+      this.chunkCacheBytes -= e.bytes;
+    }
     return d;
   }
 
@@ -727,7 +762,11 @@ export class Engine implements StorageEngine {
       this.blockReaders.splice(this.blockReaders.indexOf(r), 1);
       for (const s of this.series.values()) s.blocks = s.blocks.filter((b) => b.reader !== r);
       for (const [id, b] of this.batches) if (b.blockPath === r.meta.path) this.batches.delete(id);
-      for (const k of [...this.chunkCache.keys()]) if (k.startsWith(`${r.meta.path}:`)) this.chunkCache.delete(k);
+      for (const [k, e] of [...this.chunkCache])
+        if (e.reader === r) {
+          this.chunkCache.delete(k);
+          this.chunkCacheBytes -= e.bytes;
+        }
       await r.close();
       await rm(r.meta.path, { force: true });
       this.opts.log.info({ block: r.meta.path }, "block past retention deleted");
@@ -735,7 +774,14 @@ export class Engine implements StorageEngine {
     for (const [key, s] of this.series)
       if (s.blocks.length === 0 && s.head.length === 0) {
         this.series.delete(key);
-        this.byMetric.get(metricNameOf(s.labels))?.delete(s);
+        for (const [n, v] of s.labels) {
+          const byValue = this.postings.get(n);
+          const set = byValue?.get(v);
+          if (byValue === undefined || set === undefined) continue;
+          set.delete(s);
+          if (set.size === 0) byValue.delete(v);
+          if (byValue.size === 0) this.postings.delete(n);
+        }
       }
   }
 
@@ -744,9 +790,23 @@ export class Engine implements StorageEngine {
   private candidates(sets: MatcherSets): SeriesState[] {
     const out = new Set<SeriesState>();
     for (const ms of sets) {
-      const eq = ms.find(METRIC_NAME_EQ);
-      const pool = eq !== undefined ? (this.byMetric.get(eq.value) ?? new Set<SeriesState>()) : this.series.values();
-      for (const s of pool) if (matchesLabels(ms as Matcher[], s.labels)) out.add(s);
+      // The smallest posting set of an equality matcher bounds the candidates; every matcher is still checked on each.
+      // `name=""` also matches series without the label, so it cannot use the index.
+      let pool: Iterable<SeriesState> | null = null;
+      let size = Infinity;
+      for (const m of ms) {
+        if (m.op !== "=" || m.value === "") continue;
+        const set = this.postings.get(m.name)?.get(m.value);
+        if (set === undefined) {
+          pool = NO_SERIES;
+          break;
+        }
+        if (set.size < size) {
+          size = set.size;
+          pool = set;
+        }
+      }
+      for (const s of pool ?? this.series.values()) if (matchesLabels(ms as Matcher[], s.labels)) out.add(s);
     }
     return [...out].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -800,21 +860,39 @@ export class Engine implements StorageEngine {
         const lo = lowerBoundArr(d.timestampsNs, startNs);
         const hi = upperBoundArr(d.timestampsNs, endNs);
         if (lo >= hi) continue;
-        const refs = new Uint32Array(hi - lo);
-        let prevR = -1;
-        let k = 0;
-        for (let i = lo; i < hi; i++) {
-          const r = d.batchRefs[i]!;
-          // Batch refs come in runs (one import line is one batch): look up only when the run changes.
-          if (r !== prevR) {
-            const known = local.get(r);
-            k = known ?? ref(table[r]!.batchId);
-            if (known === undefined) local.set(r, k);
-            prevR = r;
+        const n = hi - lo;
+        const r0 = d.batchRefs[lo]!;
+        let oneBatch = true;
+        for (let i = lo + 1; i < hi && oneBatch; i++) oneBatch = d.batchRefs[i] === r0;
+        let refs: Uint32Array;
+        if (oneBatch) {
+          // The common case (a series' samples come from one import line, one batch): no per-sample mapping, and
+          // for the series' first batch a shared array of zeros instead of a new (off-heap) one per chunk.
+          let k = local.get(r0);
+          if (k === undefined) local.set(r0, (k = ref(table[r0]!.batchId)));
+          refs = k === 0 && n <= ZERO_REFS.length ? ZERO_REFS.subarray(0, n) : new Uint32Array(n).fill(k);
+        } else {
+          refs = new Uint32Array(n);
+          let prevR = -1;
+          let k = 0;
+          for (let i = lo; i < hi; i++) {
+            const r = d.batchRefs[i]!;
+            // Batch refs come in runs (one import line is one batch): look up only when the run changes.
+            if (r !== prevR) {
+              const known = local.get(r);
+              k = known ?? ref(table[r]!.batchId);
+              if (known === undefined) local.set(r, k);
+              prevR = r;
+            }
+            refs[i - lo] = k;
           }
-          refs[i - lo] = k;
         }
-        segs.push({ ts: d.timestampsNs.subarray(lo, hi), vs: d.values.subarray(lo, hi), os: d.origins.subarray(lo, hi), refs });
+        const whole = lo === 0 && hi === d.timestampsNs.length;
+        segs.push(
+          whole
+            ? { ts: d.timestampsNs, vs: d.values, os: d.origins, refs }
+            : { ts: d.timestampsNs.subarray(lo, hi), vs: d.values.subarray(lo, hi), os: d.origins.subarray(lo, hi), refs },
+        );
       }
     }
     const h = s.head;
@@ -1008,12 +1086,10 @@ function upperBoundArr(a: BigInt64Array, t: bigint): number {
   return lo;
 }
 
-const METRIC_NAME_EQ = (m: Matcher): boolean => m.name === "__name__" && m.op === "=";
+const NO_SERIES: readonly SeriesState[] = [];
 
-function metricNameOf(labels: Labels): string {
-  for (const [n, v] of labels) if (n === "__name__") return v;
-  return "";
-}
+/** Shared, never written: the batch refs of a read whose samples all come from the series' first batch. */
+const ZERO_REFS = new Uint32Array(1 << 16);
 
 function bsearch(a: BigInt64Array, t: bigint): number {
   let lo = 0;
