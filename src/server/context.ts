@@ -3,7 +3,9 @@
 
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import type { Batch } from "../core/batch.js";
 import type { Limits } from "../core/limits.js";
+import type { Receipt } from "../core/receipt.js";
 import type { StorageEngine } from "../storage/engine-api.js";
 import type { ServerMetrics } from "./metrics.js";
 
@@ -19,7 +21,17 @@ export interface RouteContext {
   state(): NodeState;
   /** The engine, or an UnavailableError (503, retryable) while starting or closing. */
   engine(): StorageEngine;
+  /**
+   * Where ingest sends batches: the cluster's quorum write path once the node has joined, else null
+   * (the local engine: standalone mode).
+   */
+  writer(): BatchWriter | null;
   /** The node's view of its cluster (GET /hq/v1/cluster); undefined on a standalone node. */
   readonly clusterInfo?: () => unknown;
 }
 
+
+/** A write path that takes canonical batches and answers with receipts (the engine, or the cluster's gateway). */
+export interface BatchWriter {
+  write(batch: Batch, batchId: string, encoded: Uint8Array): Promise<Receipt>;
+}

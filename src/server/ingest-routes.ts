@@ -61,9 +61,9 @@ export async function handleIngest(ctx: RouteContext, req: IncomingMessage, res:
       ...(precision !== undefined ? { precision } : {}),
       ...(format === "csv" ? { csvFormat } : {}),
     });
-    const digest = batchDigest(encodeBatch(batch));
-    const batchId = resolveBatchId(key, digest, ctx.limits.idempotencyKeyBytesMax);
-    const receipt: Receipt = await engine.write(batch, batchId);
+    const encoded = encodeBatch(batch);
+    const batchId = resolveBatchId(key, batchDigest(encoded), ctx.limits.idempotencyKeyBytesMax);
+    const receipt: Receipt = await (ctx.writer() ?? engine).write(batch, batchId, encoded);
 
     ctx.metrics.ingestSamples.inc({ format }, batch.sampleCount);
     ctx.metrics.ingestRequests.inc({ format, outcome: receipt.duplicate ? "duplicate" : "ok" });

@@ -92,9 +92,9 @@ export const ROUTES: readonly Route[] = [
 export type RouteMatch = { route: Route; params: string[] } | { route: null; allowed: string[] | null };
 
 /** Finds the route for a path and method; `allowed` is set when the path exists but not the method (405). */
-export function matchRoute(path: string, method: string): RouteMatch {
+export function matchRoute(path: string, method: string, extra: readonly Route[] = []): RouteMatch {
   let allowed: string[] | null = null;
-  for (const route of ROUTES) {
+  for (const route of extra.length === 0 ? ROUTES : [...extra, ...ROUTES]) {
     let params: string[] | null = null;
     if (typeof route.path === "string") {
       if (route.path === path) params = [];
@@ -109,4 +109,4 @@ export function matchRoute(path: string, method: string): RouteMatch {
   return { route: null, allowed };
 }
 
-export type { NodeState, RouteContext } from "./context.js";
+export type { BatchWriter, NodeState, RouteContext } from "./context.js";

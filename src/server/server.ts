@@ -12,7 +12,8 @@ import { NotFoundError, UnavailableError } from "../core/errors.js";
 import type { StorageEngine } from "../storage/engine-api.js";
 import { sendError, sendMethodNotAllowed } from "./http-errors.js";
 import { serverMetrics, type ServerMetrics } from "./metrics.js";
-import { matchRoute, type NodeState, type RouteContext } from "./routes.js";
+import { matchRoute, type NodeState, type Route, type RouteContext } from "./routes.js";
+import type { BatchWriter } from "./context.js";
 
 export interface HqServerOptions {
   limits: Limits;
@@ -25,6 +26,8 @@ export interface HqServerOptions {
   requestTimeoutMs?: number;
   /** In cluster mode: the node's view of the cluster, served at GET /hq/v1/cluster. */
   clusterInfo?: () => unknown;
+  /** Routes beyond the public API (cluster: the node-to-node message endpoint), matched first. */
+  extraRoutes?: readonly Route[];
 }
 
 export interface HqServer {
@@ -34,6 +37,8 @@ export interface HqServer {
   listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
   /** Makes the node ready: requests are served by this engine from now on. */
   setEngine(engine: StorageEngine): void;
+  /** Cluster mode: ingest goes through this write path (the quorum gateway) from now on. */
+  setWriter(writer: BatchWriter): void;
   state(): NodeState;
   inFlight(): number;
   /**
@@ -45,6 +50,7 @@ export interface HqServer {
 
 export function createHqServer(opts: HqServerOptions): HqServer {
   let engine: StorageEngine | null = null;
+  let writer: BatchWriter | null = null;
   let state: NodeState = "starting";
   let inFlight = 0;
   const idleWaiters: (() => void)[] = [];
@@ -60,6 +66,7 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     startedAtMs: Date.now(),
     ...(opts.clusterInfo !== undefined ? { clusterInfo: opts.clusterInfo } : {}),
     state: () => state,
+    writer: () => writer,
     engine: () => {
       if (state === "starting" || engine === null) throw new UnavailableError("the node is starting", 1);
       if (state === "closing") throw new UnavailableError("the node is shutting down", 1);
@@ -84,7 +91,7 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     void (async () => {
       try {
         const url = new URL(req.url ?? "/", "http://localhost");
-        const found = matchRoute(url.pathname, method);
+        const found = matchRoute(url.pathname, method, opts.extraRoutes);
         if (found.route === null) {
           req.resume();
           if (found.allowed !== null) {
@@ -126,6 +133,9 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     setEngine(e) {
       engine = e;
       if (state === "starting") state = "ready";
+    },
+    setWriter(w) {
+      writer = w;
     },
     state: () => state,
     inFlight: () => inFlight,

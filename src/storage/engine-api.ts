@@ -56,7 +56,7 @@ export interface FlushResult {
 
 export interface StorageEngine {
   /** Applies a canonical batch atomically: all of it, or nothing (409 on any conflicting point). Resolves after fsync. */
-  write(batch: Batch, batchId: string): Promise<Receipt>;
+  write(batch: Batch, batchId: string, encoded?: Uint8Array): Promise<Receipt>;
   select(sets: MatcherSets, opts: SelectOptions): SelectedSeries[];
   seriesLabels(sets: MatcherSets, startNs: bigint, endNs: bigint, seriesMax: number): Labels[];
   labelNames(sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[];
