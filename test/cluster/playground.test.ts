@@ -2,68 +2,14 @@
 // members + 3 nodes), stop-node / start-node, SIGTERM stops everything.
 
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { alive, cli, healthy, pickBase, readClusterFile as readFile } from "../helpers/playground.js";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { CLI_MAIN } from "../helpers/node-proc.js";
-
-interface Entry {
-  id: string;
-  http: string;
-  pid: number | null;
-  dataDir: string;
-  walDir: string;
-  etcd: { name: string; clientUrl: string; peerUrl: string; pid: number | null };
-}
-
-const readFile = (dir: string): { nodes: Entry[] } => JSON.parse(readFileSync(join(dir, "cluster.json"), "utf8")) as { nodes: Entry[] };
-
-function alive(pid: number | null): boolean {
-  if (pid === null) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return st.slice(st.lastIndexOf(")") + 2, st.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-const portFree = (p: number): Promise<boolean> =>
-  new Promise((r) => {
-    const s = createServer();
-    s.once("error", () => r(false));
-    s.listen(p, "127.0.0.1", () => s.close(() => r(true)));
-  });
-
-/** A base port B with B..B+22 free (the playground's scheme: B+i, B+10+i, B+20+i). */
-async function pickBase(): Promise<number> {
-  for (let tries = 0; tries < 50; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    let ok = true;
-    for (let i = 0; i < 3 && ok; i++) for (const off of [0, 10, 20]) if (!(await portFree(base + off + i))) ok = false;
-    if (ok) return base;
-  }
-  throw new Error("no free port range found");
-}
-
-async function healthy(url: string): Promise<boolean> {
-  try {
-    return (await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })).status === 200;
-  } catch {
-    return false;
-  }
-}
-
-const cli = (...args: string[]) => spawnSync(process.execPath, [CLI_MAIN, ...args], { encoding: "utf8", timeout: 45_000 });
 
 let up: ChildProcess | null = null;
 let dir = "";

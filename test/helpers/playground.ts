@@ -1,0 +1,116 @@
+// Starts a real playground (`hqts cluster up`: 3 etcd members + 3 nodes) for a
+// test on ports it picks, and stops every process it started, by pid.
+
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CLI_MAIN } from "./node-proc.js";
+
+export interface Entry {
+  id: string;
+  http: string;
+  pid: number | null;
+  dataDir: string;
+  walDir: string;
+  etcd: { name: string; clientUrl: string; peerUrl: string; pid: number | null };
+}
+
+export const readClusterFile = (dir: string): { nodes: Entry[] } => JSON.parse(readFileSync(join(dir, "cluster.json"), "utf8")) as { nodes: Entry[] };
+
+/** True while the pid runs and is not a zombie. */
+export function alive(pid: number | null): boolean {
+  if (pid === null) return false;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return st.slice(st.lastIndexOf(")") + 2, st.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+const portFree = (p: number): Promise<boolean> =>
+  new Promise((r) => {
+    const s = createServer();
+    s.once("error", () => r(false));
+    s.listen(p, "127.0.0.1", () => s.close(() => r(true)));
+  });
+
+/** A base port B with B..B+22 free (the playground's scheme: B+i, B+10+i, B+20+i). */
+export async function pickBase(): Promise<number> {
+  for (let tries = 0; tries < 50; tries++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    let ok = true;
+    for (let i = 0; i < 3 && ok; i++) for (const off of [0, 10, 20]) if (!(await portFree(base + off + i))) ok = false;
+    if (ok) return base;
+  }
+  throw new Error("no free port range found");
+}
+
+export async function healthy(url: string): Promise<boolean> {
+  try {
+    return (await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })).status === 200;
+  } catch {
+    return false;
+  }
+}
+
+export const cli = (...args: string[]): SpawnSyncReturns<string> => spawnSync(process.execPath, [CLI_MAIN, ...args], { encoding: "utf8", timeout: 45_000 });
+
+export interface Playground {
+  readonly dir: string;
+  readonly base: number;
+  readonly up: ChildProcess;
+  output(): string;
+  nodes(): Entry[];
+  /** SIGTERM to `cluster up`; resolves with its exit code. */
+  stop(): Promise<number | null>;
+  /** Kills whatever the playground still runs (by the pids in cluster.json) and removes its directory. */
+  cleanup(): Promise<void>;
+}
+
+export async function startPlayground(readyTimeoutMs = 40_000): Promise<Playground> {
+  const dir = await mkdtemp(join(tmpdir(), "hqts-playground-"));
+  const base = await pickBase();
+  let out = "";
+  const up = spawn(process.execPath, [CLI_MAIN, "cluster", "up", "--nodes", "3", "--dir", dir, "--base-port", String(base)], { stdio: ["ignore", "pipe", "pipe"] });
+  up.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
+  up.stderr!.setEncoding("utf8").on("data", (s: string) => (out += s));
+  const exited = new Promise<number | null>((r) => up.once("exit", (code) => r(code)));
+  const pg: Playground = {
+    dir,
+    base,
+    up,
+    output: () => out,
+    nodes: () => readClusterFile(dir).nodes,
+    async stop() {
+      if (up.exitCode === null) up.kill("SIGTERM");
+      return exited;
+    },
+    async cleanup() {
+      if (up.exitCode === null) up.kill("SIGTERM");
+      try {
+        for (const n of readClusterFile(dir).nodes) for (const p of [n.pid, n.etcd.pid]) if (alive(p)) process.kill(p!, "SIGKILL");
+      } catch {
+        // no cluster.json yet
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = Date.now() + readyTimeoutMs;
+  while (!out.includes("Ctrl-C stops everything")) {
+    if (up.exitCode !== null || Date.now() > deadline) {
+      await pg.cleanup();
+      throw new Error(`cluster up ${up.exitCode !== null ? "exited early" : "not ready in time"}:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return pg;
+}
