@@ -44,6 +44,17 @@ export interface EngineOptions {
   flushIntervalMs?: number;
   /** Benchmarks only: skip fsync. */
   fsync?: boolean;
+  /**
+   * Cluster: called during open for every REPLICA_LOG record, in WAL order (the cluster layer rebuilds its state
+   * there, through reserveSync/commitSync/abortSync).
+   */
+  onReplicaLog?: (payload: Uint8Array) => void;
+  /**
+   * Cluster: called by a flush right after the WAL rotation; its payloads are appended as REPLICA_LOG records before
+   * the old segments are deleted (they must re-create every undecided batch, vote and fence still needed). When given,
+   * prepared batches are not re-logged as PREPARE records.
+   */
+  relog?: () => Uint8Array[];
 }
 
 interface BlockRef {
@@ -73,8 +84,13 @@ interface BatchState {
    * committed: durable and visible.
    */
   phase: BatchPhase;
-  /** Until the batch is decided: the head changes abort() undoes, and the WAL payload a flush re-logs. */
-  pending: { ops: Op[]; walPayload: Uint8Array } | null;
+  /**
+   * Until the batch is decided: the head changes abort() undoes, and the WAL payload a flush re-logs (null for a
+   * batch reserved by reserveSync: encoded from `bytes` if ever needed).
+   */
+  pending: { ops: Op[]; walPayload: Uint8Array | null } | null;
+  /** Canonical batch bytes, kept while in the head for batches reserved by reserveSync (catch-up serves them). */
+  bytes: Uint8Array | null;
   /** Index in the head batch table, or -1 once flushed into a block. */
   headRef: number;
   /** The block holding it once flushed. */
@@ -85,8 +101,21 @@ interface BatchState {
 
 export type BatchPhase = "reserved" | "prepared" | "committed";
 
+/** The outcome of reserveSync (cluster replicas). */
+export type ReserveSyncResult =
+  | { readonly kind: "ok" }
+  | { readonly kind: "conflict"; readonly points: readonly ConflictingPoint[]; readonly holders: readonly string[] }
+  | { readonly kind: "id-conflict"; readonly sha256: string }
+  | { readonly kind: "duplicate"; readonly phase: BatchPhase };
+
+/**
+ * "share": the point is already in the head with the same value, held by a batch not yet committed. If that batch is
+ * rolled back the point passes to a sharer instead of disappearing; if the sharer commits first it takes the point
+ * over (so a committed batch's points are visible whatever becomes of the other).
+ */
 type Op =
   | { kind: "insert"; s: SeriesState; t: bigint; v: number }
+  | { kind: "share"; s: SeriesState; t: bigint }
   | { kind: "replace"; s: SeriesState; index: number; t: bigint; v: number; oldV: number; oldOrigin: number; oldRef: number };
 
 const DEFAULT_HEAD_SAMPLES_MAX = 4_000_000;
@@ -141,6 +170,9 @@ export class Engine implements StorageEngine {
   private readonly walDir: string;
   private readonly blocksDir: string;
   private readonly counters = { samples: 0, duplicates: 0, batches: 0, conflicts: 0 };
+  /** Batches holding a "share" op, by the shared point (only while undecided). */
+  private readonly sharers = new Map<SeriesState, Map<bigint, Set<BatchState>>>();
+  private replaying = false;
 
   constructor(private readonly opts: EngineOptions) {
     this.walDir = join(opts.dataDir, "wal");
@@ -231,6 +263,7 @@ export class Engine implements StorageEngine {
         sampleCount: b.sampleCount,
         phase: "committed",
         pending: null,
+        bytes: null,
         headRef: -1,
         blockPath: reader.meta.path,
         durable: Promise.resolve(),
@@ -253,6 +286,7 @@ export class Engine implements StorageEngine {
       else this.opts.log.error({ ...f }, "WAL corruption: the records in this byte range are LOST on this node (started with --accept-data-loss)");
     }
     let applied = 0;
+    this.replaying = true;
     for await (const rec of opened.replay()) {
       const source = `${this.walDir}/segment ${rec.segment}`;
       switch (rec.type) {
@@ -268,6 +302,7 @@ export class Engine implements StorageEngine {
             const st = this.registerBatch(wb.batchId, wb.sha256, batch, wb.hlc, phase);
             this.applyOps(ops, batch.origin, st.headRef);
             if (phase === "prepared") st.pending = { ops, walPayload: rec.payload.slice() };
+            else this.unshare(ops, st);
             applied++;
           } catch (err) {
             // A batch was acked only after its checks passed against everything before it; replaying in the same order
@@ -290,10 +325,19 @@ export class Engine implements StorageEngine {
           else this.decideAbort(st);
           break;
         }
+        case WalRecordType.REPLICA_LOG:
+          if (this.opts.onReplicaLog === undefined) {
+            this.opts.log.warn({ segment: rec.segment, offset: rec.offset }, "WAL: a replica log record and no cluster layer to read it; skipped");
+            continue;
+          }
+          this.opts.onReplicaLog(rec.payload);
+          applied++;
+          break;
         default:
           this.opts.log.warn({ type: rec.type, segment: rec.segment, offset: rec.offset }, "WAL record of an unknown type; skipped");
       }
     }
+    this.replaying = false;
     if (applied > 0) this.headOldestWriteMs = Date.now();
     this.opts.log.info({ batches: applied, headSamples: this.headSamples, blocks: this.blockReaders.length }, "storage opened");
   }
@@ -356,9 +400,153 @@ export class Engine implements StorageEngine {
     return [...this.batches.values()].filter((b) => b.phase === "prepared").map(batchInfo);
   }
 
+  // ---- cluster: synchronous reservation -----------------------------------
+  // The replication layer (src/cluster/engine-store.ts) calls these synchronously from its state machine and makes
+  // them durable itself, as REPLICA_LOG records (appendReplicaLog) that it replays on open (onReplicaLog). None of
+  // them writes the WAL.
+
+  /**
+   * The checks of prepare() without the WAL: the id known with another digest → id-conflict; known with this digest →
+   * duplicate (its phase); a point holding another value in a committed, prepared or reserved batch → conflict (the
+   * points, at most 100, and the batches holding them); else the points are reserved invisibly and the batch is held
+   * as prepared, its bytes kept while it is in the head (batchBytes).
+   */
+  reserveSync(batch: Batch, batchId: string, sha256: string, hlc: bigint, bytes: Uint8Array): ReserveSyncResult {
+    this.checkWritable();
+    this.hlc.observe(hlc);
+    const known = this.batches.get(batchId);
+    if (known !== undefined)
+      return known.sha256 === sha256 ? { kind: "duplicate", phase: known.phase } : { kind: "id-conflict", sha256: known.sha256 };
+    const holders = new Set<string>();
+    let ops: Op[];
+    try {
+      ops = this.plan(batch, holders);
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+      this.m.batches.inc({ outcome: "conflict" });
+      this.counters.conflicts++;
+      return { kind: "conflict", points: err.points, holders: [...holders].sort() };
+    }
+    const st = this.registerBatch(batchId, sha256, batch, hlc, "prepared");
+    this.applyOps(ops, batch.origin, st.headRef);
+    st.pending = { ops, walPayload: null };
+    st.bytes = bytes;
+    const accepted = countChanges(ops);
+    this.m.batches.inc({ outcome: "stored" });
+    this.m.samples.inc(accepted);
+    this.counters.samples += accepted;
+    this.counters.batches++;
+    if (this.headOldestWriteMs === null) this.headOldestWriteMs = Date.now();
+    return { kind: "ok" };
+  }
+
+  /** Makes a prepared batch visible, without a WAL mark. */
+  commitSync(batchId: string): void {
+    const st = this.batches.get(batchId);
+    if (st === undefined) throw new NotFoundError(`batch "${batchId}" is not prepared here`);
+    if (st.phase === "committed") return;
+    assert(st.phase === "prepared", `commit of batch ${batchId} in phase ${st.phase}`);
+    this.decideCommit(st);
+    if (!this.replaying) this.maybeAutoFlush(false);
+  }
+
+  /** Undoes a prepared batch (its points are released), without a WAL mark. Unknown id: no-op. */
+  abortSync(batchId: string): void {
+    const st = this.batches.get(batchId);
+    if (st === undefined) return;
+    if (st.phase === "committed") throw new ConflictError(`batch "${batchId}" is committed; it cannot be aborted`, [], { batchId });
+    assert(st.phase === "prepared", `abort of batch ${batchId} in phase ${st.phase}`);
+    this.decideAbort(st);
+  }
+
+  /**
+   * The canonical bytes of a batch reserved by reserveSync while it is in the head; null for other batches and once
+   * flushed into a block (blocks keep points, not batch bytes: catch-up of flushed batches must go by points).
+   */
+  batchBytes(batchId: string): Uint8Array | null {
+    const st = this.batches.get(batchId);
+    return st !== undefined && st.headRef >= 0 ? st.bytes : null;
+  }
+
+  /** Batches in a phase stamped at or after `fromHlc` (head and blocks), in no particular order. */
+  listBatches(phase: BatchPhase, fromHlc: bigint): BatchInfo[] {
+    const out: BatchInfo[] = [];
+    for (const b of this.batches.values()) if (b.phase === phase && b.hlc >= fromHlc) out.push(batchInfo(b));
+    return out;
+  }
+
+  /** Appends an opaque REPLICA_LOG record; resolves once it is durable (group commit). */
+  appendReplicaLog(payload: Uint8Array): Promise<void> {
+    try {
+      this.checkWritable();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const wal = this.wal;
+    assert(wal !== null, "replica log before open");
+    const p = wal.append(WalRecordType.REPLICA_LOG, payload).then(
+      () => undefined,
+      (err: Error) => {
+        if (!(err instanceof OverloadError)) this.failed = err;
+        throw err;
+      },
+    );
+    // A flush waits for these (they may land in a segment it deletes) and so does close().
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inflight.add(settled);
+    void settled.finally(() => this.inflight.delete(settled));
+    return p;
+  }
+
   private decideCommit(st: BatchState): void {
     st.phase = "committed";
+    if (st.pending !== null) this.unshare(st.pending.ops, st);
     st.pending = null;
+  }
+
+  private addSharer(s: SeriesState, t: bigint, st: BatchState): void {
+    let byT = this.sharers.get(s);
+    if (byT === undefined) this.sharers.set(s, (byT = new Map()));
+    let set = byT.get(t);
+    if (set === undefined) byT.set(t, (set = new Set()));
+    set.add(st);
+  }
+
+  private dropSharer(s: SeriesState, t: bigint, st: BatchState): void {
+    const byT = this.sharers.get(s);
+    const set = byT?.get(t);
+    if (byT === undefined || set === undefined) return;
+    set.delete(st);
+    if (set.size === 0) byT.delete(t);
+    if (byT.size === 0) this.sharers.delete(s);
+  }
+
+  /** A batch, other than `st`, still held (reserved, prepared or committed) that shares the point; committed first. */
+  private heir(s: SeriesState, t: bigint, st: BatchState): BatchState | null {
+    let found: BatchState | null = null;
+    for (const b of this.sharers.get(s)?.get(t) ?? []) {
+      if (b === st || this.batches.get(b.batchId) !== b) continue;
+      if (b.phase === "committed") return b;
+      found ??= b;
+    }
+    return found;
+  }
+
+  /** `st` is committed: it takes over the points it shares with batches not committed, and leaves the sharer index. */
+  private unshare(ops: Op[], st: BatchState): void {
+    for (const op of ops) {
+      if (op.kind !== "share") continue;
+      this.dropSharer(op.s, op.t, st);
+      if (st.phase !== "committed") continue;
+      const h = op.s.head;
+      const i = h.find(op.t);
+      if (i < 0) continue;
+      const owner = this.headBatches[h.batchRefs[i]!]!;
+      if (owner !== st && owner.phase !== "committed") h.batchRefs[i] = st.headRef;
+    }
   }
 
   private decideAbort(st: BatchState): void {
@@ -424,7 +612,7 @@ export class Engine implements StorageEngine {
     const hlc = givenHlc ?? this.hlc.now();
     const st = this.registerBatch(batchId, sha, batch, hlc, "reserved");
     this.applyOps(ops, batch.origin, st.headRef);
-    const accepted = ops.length;
+    const accepted = countChanges(ops);
     const wal = this.wal;
     assert(wal !== null, "write before open");
     const payload = encodeWalBatch({ batchId, sha256: sha, hlc, batchBytes: bytes });
@@ -439,7 +627,10 @@ export class Engine implements StorageEngine {
       if (recordType === WalRecordType.PREPARE) {
         st.phase = "prepared";
         st.pending = { ops, walPayload: payload };
-      } else st.phase = "committed";
+      } else {
+        st.phase = "committed";
+        this.unshare(ops, st);
+      }
     })();
     (st as { durable: Promise<void> }).durable = durable;
     this.inflight.add(durable);
@@ -493,6 +684,7 @@ export class Engine implements StorageEngine {
       sampleCount: batch.sampleCount,
       phase,
       pending: null,
+      bytes: null,
       headRef: this.headBatches.length,
       blockPath: null,
       durable: Promise.resolve(),
@@ -502,8 +694,11 @@ export class Engine implements StorageEngine {
     return st;
   }
 
-  /** Checks every point of the batch against head and blocks; returns the changes to make, or throws ConflictError. */
-  private plan(batch: Batch): Op[] {
+  /**
+   * Checks every point of the batch against head and blocks; returns the changes to make, or throws ConflictError
+   * (adding the ids of the batches holding conflicting points to `holders` if given).
+   */
+  private plan(batch: Batch, holders?: Set<string>): Op[] {
     const ops: Op[] = [];
     const conflicts: ConflictingPoint[] = [];
     const incoming = ORIGIN_CODE[batch.origin];
@@ -515,16 +710,24 @@ export class Engine implements StorageEngine {
         const t = bs.timestampsNs[i]!;
         const v = bs.values[i]!;
         const hi = s.head.find(t);
-        let existing: { v: number; origin: number } | null = null;
-        if (hi >= 0) existing = { v: s.head.values[hi]!, origin: s.head.origins[hi]! };
+        let existing: { v: number; origin: number; batchId: string } | null = null;
+        if (hi >= 0) existing = { v: s.head.values[hi]!, origin: s.head.origins[hi]!, batchId: this.headBatches[s.head.batchRefs[hi]!]!.batchId };
         else if (blocks.length > 0) existing = this.findInBlocks(blocks, t);
         if (existing === null) {
           ops.push({ kind: "insert", s, t, v });
           continue;
         }
         if (existing.origin === incoming) {
-          if (sameValue(existing.v, v)) continue; // identical replay
+          if (sameValue(existing.v, v)) {
+            // Identical replay. Held by a batch whose fate is open: share it, so it outlives that batch's rollback.
+            if (hi >= 0 && this.headBatches[s.head.batchRefs[hi]!]!.phase !== "committed") ops.push({ kind: "share", s, t });
+            continue;
+          }
           if (conflicts.length < 100) conflicts.push({ series: bs.key, timestampNs: t.toString(), storedValue: existing.v, offeredValue: v });
+          if (holders !== undefined) {
+            holders.add(existing.batchId);
+            for (const b of this.sharers.get(s)?.get(t) ?? []) if (this.batches.get(b.batchId) === b) holders.add(b.batchId);
+          }
           continue;
         }
         if (incoming === ORIGIN_CODE.inferred) continue; // an original is already there: inference yields
@@ -545,6 +748,10 @@ export class Engine implements StorageEngine {
   private applyOps(ops: Op[], origin: Origin, batchRef: number): void {
     const code = ORIGIN_CODE[origin];
     for (const op of ops) {
+      if (op.kind === "share") {
+        this.addSharer(op.s, op.t, this.headBatches[batchRef]!);
+        continue;
+      }
       if (op.kind === "insert") {
         const pos = op.s.head.find(op.t);
         assert(pos < 0, "insert of a point the plan saw absent, now present");
@@ -558,19 +765,31 @@ export class Engine implements StorageEngine {
     }
   }
 
+  /**
+   * Undoes a batch's head changes. A point it holds that another held batch shares passes to that batch; a point
+   * another batch took over (it committed first) stays; a shared point it inherited is released like its own.
+   */
   private rollback(ops: Op[], st: BatchState): void {
     const removals = new Map<SeriesState, Set<bigint>>();
     for (let k = ops.length - 1; k >= 0; k--) {
       const op = ops[k]!;
-      if (op.kind === "insert") {
-        let set = removals.get(op.s);
-        if (set === undefined) removals.set(op.s, (set = new Set()));
-        set.add(op.t);
+      if (op.kind === "share") this.dropSharer(op.s, op.t, st);
+      const h = op.s.head;
+      const i = h.find(op.t);
+      if (op.kind === "replace") assert(i >= 0, "rollback of a point not in the head");
+      if (i < 0 || h.batchRefs[i] !== st.headRef) continue;
+      const heir = this.heir(op.s, op.t, st);
+      if (heir !== null) {
+        h.batchRefs[i] = heir.headRef;
         continue;
       }
-      const i = op.s.head.find(op.t);
-      assert(i >= 0, "rollback of a point not in the head");
-      op.s.head.replaceAt(i, op.oldV, op.oldOrigin, op.oldRef);
+      if (op.kind === "replace") {
+        h.replaceAt(i, op.oldV, op.oldOrigin, op.oldRef);
+        continue;
+      }
+      let set = removals.get(op.s);
+      if (set === undefined) removals.set(op.s, (set = new Set()));
+      set.add(op.t);
     }
     for (const [s, set] of removals) {
       const h = s.head;
@@ -630,15 +849,16 @@ export class Engine implements StorageEngine {
   }
 
   /** The stored point at t in blocks: an original wins over an inferred one. */
-  private findInBlocks(cands: { ref: BlockRef; chunk: ChunkRef }[], t: bigint): { v: number; origin: number } | null {
-    let found: { v: number; origin: number } | null = null;
+  private findInBlocks(cands: { ref: BlockRef; chunk: ChunkRef }[], t: bigint): { v: number; origin: number; batchId: string } | null {
+    let found: { v: number; origin: number; batchId: string } | null = null;
     for (const { ref, chunk } of cands) {
       if (t < chunk.minTimeNs || t > chunk.maxTimeNs) continue;
       const d = this.chunk(ref, chunk);
       const i = bsearch(d.timestampsNs, t);
       if (i < 0) continue;
       const o = d.origins[i]!;
-      if (found === null || (found.origin !== ORIGIN_CODE.original && o === ORIGIN_CODE.original)) found = { v: d.values[i]!, origin: o };
+      if (found === null || (found.origin !== ORIGIN_CODE.original && o === ORIGIN_CODE.original))
+        found = { v: d.values[i]!, origin: o, batchId: ref.reader.batches()[d.batchRefs[i]!]!.batchId };
     }
     return found;
   }
@@ -679,9 +899,17 @@ export class Engine implements StorageEngine {
       remap[b.headRef] = k;
       inBlock.add(b.headRef);
     });
-    // Prepared batches outlive the segments about to be deleted: log them again in the new one.
-    const undecided = this.headBatches.filter((b) => b.phase === "prepared");
-    await Promise.all(undecided.map((b) => wal.append(WalRecordType.PREPARE, b.pending!.walPayload)));
+    // Prepared batches outlive the segments about to be deleted: log them again in the new one. In cluster mode the
+    // replication layer re-logs its own state (undecided batches, votes, fences) instead.
+    if (this.opts.relog !== undefined) {
+      const payloads = this.opts.relog();
+      await Promise.all(payloads.map((p) => wal.append(WalRecordType.REPLICA_LOG, p)));
+    } else {
+      const undecided = this.headBatches.filter((b) => b.phase === "prepared");
+      const payloadOf = (b: BatchState): Uint8Array =>
+        b.pending!.walPayload ?? encodeWalBatch({ batchId: b.batchId, sha256: b.sha256, hlc: b.hlc, batchBytes: b.bytes! });
+      await Promise.all(undecided.map((b) => wal.append(WalRecordType.PREPARE, payloadOf(b))));
+    }
 
     const cutoff = this.retentionCutoffNs();
     const input: BlockSeriesInput[] = [];
@@ -723,6 +951,7 @@ export class Engine implements StorageEngine {
     for (const b of blockBatches) {
       b.headRef = -1;
       b.blockPath = meta.path;
+      b.bytes = null;
     }
     kept.forEach((b, k) => (b.headRef = k));
     let headSamples = 0;
@@ -989,6 +1218,13 @@ export interface PrepareResult {
   /** The batch id was already known with this digest: nothing new was stored. */
   duplicate: boolean;
   accepted: number;
+}
+
+/** The samples a plan stores or replaces (shares change nothing). */
+function countChanges(ops: Op[]): number {
+  let n = 0;
+  for (const op of ops) if (op.kind !== "share") n++;
+  return n;
 }
 
 function batchInfo(st: BatchState): BatchInfo {

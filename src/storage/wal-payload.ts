@@ -13,6 +13,8 @@ export const WalRecordType = Object.freeze({
   ABORT: 3,
   /** Standalone: a batch prepared and committed in one record. */
   COMMITTED_BATCH: 4,
+  /** Cluster: a replication-protocol log record (src/cluster/engine-store.ts); opaque to the engine. */
+  REPLICA_LOG: 5,
 });
 
 const VERSION = 1;
