@@ -14,6 +14,8 @@ import { createHqServer } from "../server/server.js";
 import type { StorageEngine } from "../storage/engine-api.js";
 import { ClusterAgent } from "../cluster/membership.js";
 import { EtcdMeta, parseEndpoints } from "../cluster/etcd.js";
+import { inboundRoute } from "../cluster/transport.js";
+import { openReplicatedEngine, Replication } from "./cluster-node.js";
 import { CliError } from "./http.js";
 import { VERSION } from "./version.js";
 
@@ -89,12 +91,18 @@ export async function runNode(opts: NodeOptions): Promise<void> {
 
   await mkdir(dataDir, { recursive: true });
   const registry = new Registry();
+  let replication: Replication | null = null;
   const hq = createHqServer({
     limits,
     log,
     registry,
     version: VERSION,
-    ...(etcdEndpoints !== null ? { clusterInfo: () => agent?.view() ?? { state: "joining" } } : {}),
+    ...(etcdEndpoints !== null
+      ? {
+          clusterInfo: () => ({ ...(agent?.view() ?? { state: "joining" }), replication: replication?.stats() ?? { state: "opening" } }),
+          extraRoutes: [inboundRoute((msg) => replication?.deliver(msg))],
+        }
+      : {}),
   });
   let engine: StorageEngine | null = null;
   let stopping = false;
@@ -107,6 +115,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     stopping = true;
     log.info({ signal, inFlight: hq.inFlight(), deadlineMs: shutdownMs }, "shutting down: finishing in-flight requests");
     try {
+      if (replication !== null) await replication.stop();
       if (agent !== null) await agent.stop();
       await hq.shutdown(shutdownMs);
       log.info("stopped cleanly");
@@ -129,7 +138,13 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   log.info({ url: addr.url, dataDir, retentionMs, version: VERSION }, "listening; opening the storage engine");
 
   try {
-    engine = await openEngine({ dataDir, limits, retentionMs, acceptDataLoss: opts.acceptDataLoss, log, metrics: registry });
+    const engineOpts = { dataDir, limits, retentionMs, acceptDataLoss: opts.acceptDataLoss, log, metrics: registry };
+    if (etcdEndpoints !== null) {
+      const rs = await openReplicatedEngine(engineOpts);
+      engine = rs.engine;
+      replication = new Replication(rs, opts.nodeId!, log);
+      hq.setWriter(replication.writer);
+    } else engine = await openEngine(engineOpts);
   } catch (e) {
     log.fatal({ err: e }, "cannot open the storage engine");
     await hq.shutdown(1000).catch(() => undefined);
@@ -161,5 +176,6 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     }
     // Not awaited for readiness: the node serves whether or not etcd answers.
     void agent.start();
+    replication!.join(agent);
   }
 }
