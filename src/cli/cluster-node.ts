@@ -55,7 +55,12 @@ export interface ReplicatedStorage {
 export async function openReplicatedEngine(opts: EngineOptions): Promise<ReplicatedStorage> {
   const incarnation = await nextIncarnation(opts.dataDir);
   const hlc = new Hlc();
-  let store!: EngineStore;
+  // The engine's replay hooks need the store, and the store needs the engine: bind it once both exist.
+  const bound: { store: EngineStore | null } = { store: null };
+  const store = (): EngineStore => {
+    if (bound.store === null) throw new Error("replica store used before it was bound");
+    return bound.store;
+  };
   const rs: ReplicatedStorage = {
     engine: new Engine({
       ...opts,
@@ -63,13 +68,13 @@ export async function openReplicatedEngine(opts: EngineOptions): Promise<Replica
         const rec = decodeLogRecord(payload, `${opts.dataDir}/wal`);
         if (rec.type === "rebuilt") rs.rebuilt = true;
         if ("ballot" in rec) hlc.observe(rec.ballot.t);
-        applyLogRecord(store, rec);
+        applyLogRecord(store(), rec);
       },
       // A flush deletes old WAL segments: what the protocol still needs is logged again first.
-      relog: () => [...store.relogRecords(), ...(rs.rebuilt ? [{ type: "rebuilt" } as const] : [])].map(encodeLogRecord),
+      relog: () => [...store().relogRecords(), ...(rs.rebuilt ? [{ type: "rebuilt" } as const] : [])].map(encodeLogRecord),
     }),
     get store() {
-      return store;
+      return store();
     },
     hlc,
     incarnation,
@@ -80,7 +85,7 @@ export async function openReplicatedEngine(opts: EngineOptions): Promise<Replica
       if (record.type === "rebuilt") rs.rebuilt = true;
     },
   };
-  store = new EngineStore(rs.engine);
+  bound.store = new EngineStore(rs.engine);
   await rs.engine.open();
   return rs;
 }
