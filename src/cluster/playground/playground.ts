@@ -192,8 +192,11 @@ export async function stopNode(env: PlaygroundEnv, opts: { dir: string; id: stri
 }
 
 // What etcd 3.4 logs (fatal, at start) over a damaged WAL: `walpb: crc mismatch` when a record's checksum fails;
-// a protobuf decode error ("proto: Record: wiretype end group for non-group") when the damage hits a record's framing first.
-const CRC_MISMATCH = /walpb: crc mismatch|"msg":"discovery failed","error":"(?:proto: Record|unexpected EOF|wal: )/;
+// a protobuf decode error ("proto: Record: wiretype end group for non-group") when the damage hits a record's framing first;
+// and when the damage only cut the log short, it starts, then panics at the leader's first heartbeat
+// ("tocommit(N) is out of range [lastIndex(M)]. Was the raft log corrupted, truncated, or lost?").
+const CRC_MISMATCH =
+  /walpb: crc mismatch|"msg":"discovery failed","error":"(?:proto: Record|unexpected EOF|wal: )|tocommit\([0-9]+\) is out of range \[lastIndex\([0-9]+\)\]\. Was the raft log corrupted, truncated, or lost\?/;
 
 /**
  * A member whose WAL is corrupt refuses to start (`walpb: crc mismatch`).
