@@ -7,6 +7,19 @@ import { join } from "node:path";
 import { HttpClient, delay, excerpt, waitReady } from "./http.js";
 import { ManagedProcess, freePort, startProcess } from "./procs.js";
 
+/** Polls /health until the started database answers; on failure stops it and says why, with its log tail. */
+async function connectWhenReady(name: string, proc: ManagedProcess, port: number, clientSockets: number): Promise<{ client: HttpClient; startupMs: number }> {
+  const client = new HttpClient(`http://127.0.0.1:${port}`, clientSockets);
+  try {
+    const startupMs = await waitReady(client, "/health", 60_000, () => (proc.hasExited ? proc.exitDescription : null));
+    return { client, startupMs };
+  } catch (e) {
+    client.close();
+    await proc.stop();
+    throw new Error(`${name} on port ${port}: ${(e as Error).message}\n${proc.logTail()}`);
+  }
+}
+
 export type DbKind = "hq" | "vm";
 
 export interface DiskUsage {
@@ -176,15 +189,7 @@ export class VictoriaMetricsDriver implements DbDriver {
       "-loggerLevel=ERROR",
     ];
     const proc = startProcess("victoria-metrics", vmBinary(), args, logPath, process.cwd());
-    const client = new HttpClient(`http://127.0.0.1:${port}`, clientSockets);
-    let startupMs: number;
-    try {
-      startupMs = await waitReady(client, "/health", 60_000, () => (proc.hasExited ? proc.exitDescription : null));
-    } catch (e) {
-      client.close();
-      await proc.stop();
-      throw new Error(`VictoriaMetrics on port ${port}: ${(e as Error).message}\n${proc.logTail()}`);
-    }
+    const { client, startupMs } = await connectWhenReady("VictoriaMetrics", proc, port, clientSockets);
     const metrics = async (): Promise<Map<string, number>> => {
       const r = await client.get("/metrics", 30_000);
       if (r.status !== 200) throw new Error(`VictoriaMetrics /metrics: HTTP ${r.status}`);
@@ -286,15 +291,7 @@ export class HqtsDriver implements DbDriver {
     const { cmd, pre } = this.command();
     const port = await freePort();
     const proc = startProcess("hqts", cmd, [...pre, "node", "--data", dataDir, "--http", `127.0.0.1:${port}`], logPath, this.repoRoot);
-    const client = new HttpClient(`http://127.0.0.1:${port}`, clientSockets);
-    let startupMs: number;
-    try {
-      startupMs = await waitReady(client, "/health", 60_000, () => (proc.hasExited ? proc.exitDescription : null));
-    } catch (e) {
-      client.close();
-      await proc.stop();
-      throw new Error(`HQ-TS on port ${port}: ${(e as Error).message}\n${proc.logTail()}`);
-    }
+    const { client, startupMs } = await connectWhenReady("HQ-TS", proc, port, clientSockets);
     return {
       kind: this.kind,
       label: this.label,

@@ -6,7 +6,7 @@
 import { open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import type { Batch } from "../core/batch.js";
+import type { Batch, EncodedBatch } from "../core/batch.js";
 import { UnavailableError } from "../core/errors.js";
 import { Hlc } from "../core/hlc.js";
 import type { Receipt } from "../core/receipt.js";
@@ -111,7 +111,7 @@ export class Replication {
 
   /** The write path for the server: 503 until the node has joined its shard. */
   readonly writer = {
-    write: (batch: Batch, batchId: string, encoded: Uint8Array): Promise<Receipt> => {
+    write: (batch: Batch, batchId: string, encoded: EncodedBatch): Promise<Receipt> => {
       if (this.driver === null) return Promise.reject(new UnavailableError("this node is joining its cluster; retry", 1));
       return this.driver.write(batch, batchId, encoded);
     },

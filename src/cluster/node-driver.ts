@@ -22,7 +22,7 @@
 // it could not make durable) and fails every pending write with 503.
 
 import type { Logger } from "pino";
-import { batchDigest, type Batch } from "../core/batch.js";
+import type { Batch, EncodedBatch } from "../core/batch.js";
 import { BadInputError, HqError, OverloadError, UnavailableError } from "../core/errors.js";
 import type { Hlc } from "../core/hlc.js";
 import type { Receipt } from "../core/receipt.js";
@@ -236,21 +236,21 @@ export class NodeDriver {
   }
 
   /**
-   * Writes one batch through this node's gateway. `encoded` must be `encodeBatch(batch)` (its digest names the
-   * content). Resolves with the receipt; rejects with the machine's typed error (ConflictError 409,
+   * Writes one batch through this node's gateway. `encoded` must be `encodeWithDigest(batch)` (its digest names
+   * the content). Resolves with the receipt; rejects with the machine's typed error (ConflictError 409,
    * UnavailableError 503 retryable), OverloadError (429) when too many writes are pending, or UnavailableError
    * when no outcome came within writeTimeoutMs (outcome unknown: retry with the same batch id).
    * A call identical (batch id and digest) to one in flight on this node joins that attempt rather than starting a
    * competing one; its receipt is marked `duplicate` (accepted 0).
    */
-  write(batch: Batch, batchId: string, encoded: Uint8Array): Promise<Receipt> {
+  write(batch: Batch, batchId: string, encoded: EncodedBatch): Promise<Receipt> {
     if (this.state !== "running")
       return Promise.reject(new UnavailableError(`node ${this.deps.nodeId} is not accepting writes (${this.state})`, 1, { details: { batchId } }));
     if (batch.shardId !== this.deps.shardId)
       return Promise.reject(new BadInputError(`batch for shard ${batch.shardId} sent to the driver of shard ${this.deps.shardId}`, { field: "shardId" }));
     if (this.waiters >= this.cfg.maxPendingWrites)
       return Promise.reject(new OverloadError(`${this.waiters} writes pending on node ${this.deps.nodeId}; retry later`));
-    const sha256 = batchDigest(encoded);
+    const { sha256 } = encoded;
     const key = `${batchId}\u0000${sha256}`;
     return new Promise<Receipt>((resolve, reject) => {
       // Single flight: a request identical (id and content) to one this gateway is already writing joins that attempt
@@ -283,7 +283,7 @@ export class NodeDriver {
       entry.waiters.push(waiter);
       this.waiters++;
       if (follower) return;
-      const payload: BatchPayload = { batchId, shardId: this.deps.shardId, sha256, hlc: this.deps.hlc.now(), bytes: encoded };
+      const payload: BatchPayload = { batchId, shardId: this.deps.shardId, sha256, hlc: this.deps.hlc.now(), bytes: encoded.bytes };
       this.stepGateway({ kind: "write", req: { reqId, batch: payload, samples: batch.sampleCount, replicas: this.deps.replicas } });
     });
   }

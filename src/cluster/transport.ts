@@ -15,9 +15,10 @@
 // reads the body under a limit, decodes it and calls `onMessage`.
 
 import { Agent, request, type IncomingMessage, type ServerResponse } from "node:http";
-import { BadInputError, HqError, TooLargeError } from "../core/errors.js";
+import { BadInputError, HqError } from "../core/errors.js";
 import type { Message } from "./protocol/messages.js";
 import { MAX_MESSAGE_BYTES, MESSAGE_CONTENT_TYPE, decodeMessage, encodeMessage } from "./wire.js";
+import { readBody } from "../net/body.js";
 
 /** The path every node serves inbound messages on. */
 export const INTERNAL_MSG_PATH = "/hq/v1/internal/msg";
@@ -231,44 +232,6 @@ function errorBody(err: HqError): Record<string, unknown> {
   return { ...err.details, status: "error", errorType: "bad_data", error: err.message, code: err.code, retryable: err.retryable };
 }
 
-/** Reads the whole body; rejects with TooLargeError past `limit` (raw bytes; no content-encoding is accepted). */
-function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = req.headers["content-length"];
-  if (declared !== undefined && Number(declared) > limit)
-    return Promise.reject(new TooLargeError(`message body of ${declared} bytes`, limit, { field: "Content-Length" }));
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    let done = false;
-    const finish = (err: Error | null): void => {
-      if (done) return;
-      done = true;
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-      if (err !== null) {
-        req.resume(); // discard the rest
-        reject(err);
-      } else resolve(Buffer.concat(chunks, n));
-    };
-    const onData = (c: Buffer): void => {
-      n += c.length;
-      if (n > limit) return finish(new TooLargeError("message body", limit, { field: "body" }));
-      chunks.push(c);
-    };
-    const onEnd = (): void => finish(null);
-    const onError = (e: Error): void => finish(new BadInputError(`cannot read the message body: ${e.message}`, { field: "body" }));
-    const onClose = (): void => {
-      if (!req.complete) finish(new BadInputError("the peer closed the connection before sending the whole message", { field: "body" }));
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
-}
-
 /**
  * The handler for `POST /hq/v1/internal/msg`: reads the body (413 past the
  * limit), decodes it (400 naming the problem when malformed), calls
@@ -290,7 +253,8 @@ export function makeInboundHandler(onMessage: (msg: Message) => void, limits: In
     }
     let msg: Message;
     try {
-      msg = decodeMessage(await readLimited(req, limit), source);
+      // Content-Encoding was refused above, so readBody reads the raw bytes.
+      msg = decodeMessage(await readBody(req, limit), source);
     } catch (e) {
       const err = e instanceof HqError ? e : new BadInputError(String(e));
       // Past the limit the rest of the body is discarded; close so the peer stops sending it.

@@ -189,6 +189,17 @@ export function batchDigest(encoded: Uint8Array): string {
   return toHex(sha256(encoded));
 }
 
+/** A batch's canonical bytes and their digest: computed once per write, then passed down the write path. */
+export interface EncodedBatch {
+  readonly bytes: Uint8Array;
+  readonly sha256: string; // hex
+}
+
+export function encodeWithDigest(b: Batch): EncodedBatch {
+  const bytes = encodeBatch(b);
+  return { bytes, sha256: batchDigest(bytes) };
+}
+
 const BATCH_ID = /^[\x21-\x7e]+$/;
 
 /** The batch id: the Idempotency-Key when given (validated), else the content digest. */

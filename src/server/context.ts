@@ -3,7 +3,7 @@
 
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import type { Batch } from "../core/batch.js";
+import type { Batch, EncodedBatch } from "../core/batch.js";
 import type { Limits } from "../core/limits.js";
 import type { Receipt } from "../core/receipt.js";
 import type { StorageEngine } from "../storage/engine-api.js";
@@ -33,5 +33,5 @@ export interface RouteContext {
 
 /** A write path that takes canonical batches and answers with receipts (the engine, or the cluster's gateway). */
 export interface BatchWriter {
-  write(batch: Batch, batchId: string, encoded: Uint8Array): Promise<Receipt>;
+  write(batch: Batch, batchId: string, encoded: EncodedBatch): Promise<Receipt>;
 }

@@ -2,7 +2,7 @@
 // v2), CSV. One request = one batch = one receipt (docs/http-api.md).
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { batchDigest, encodeBatch, resolveBatchId } from "../core/batch.js";
+import { encodeWithDigest, resolveBatchId } from "../core/batch.js";
 import { BadInputError, isHqError } from "../core/errors.js";
 import type { Receipt } from "../core/receipt.js";
 import { nowNs, parsePrecision, type Precision } from "../core/time.js";
@@ -61,8 +61,8 @@ export async function handleIngest(ctx: RouteContext, req: IncomingMessage, res:
       ...(precision !== undefined ? { precision } : {}),
       ...(format === "csv" ? { csvFormat } : {}),
     });
-    const encoded = encodeBatch(batch);
-    const batchId = resolveBatchId(key, batchDigest(encoded), ctx.limits.idempotencyKeyBytesMax);
+    const encoded = encodeWithDigest(batch);
+    const batchId = resolveBatchId(key, encoded.sha256, ctx.limits.idempotencyKeyBytesMax);
     const receipt: Receipt = await (ctx.writer() ?? engine).write(batch, batchId, encoded);
 
     ctx.metrics.ingestSamples.inc({ format }, batch.sampleCount);

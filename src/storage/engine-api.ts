@@ -1,7 +1,7 @@
 // The contract between the storage engine and the layers above it (query,
 // server, cluster). The server codes against this interface only.
 
-import type { Batch } from "../core/batch.js";
+import type { Batch, EncodedBatch } from "../core/batch.js";
 import type { Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
@@ -56,7 +56,7 @@ export interface FlushResult {
 
 export interface StorageEngine {
   /** Applies a canonical batch atomically: all of it, or nothing (409 on any conflicting point). Resolves after fsync. */
-  write(batch: Batch, batchId: string, encoded?: Uint8Array): Promise<Receipt>;
+  write(batch: Batch, batchId: string, encoded?: EncodedBatch): Promise<Receipt>;
   select(sets: MatcherSets, opts: SelectOptions): SelectedSeries[];
   seriesLabels(sets: MatcherSets, startNs: bigint, endNs: bigint, seriesMax: number): Labels[];
   labelNames(sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[];

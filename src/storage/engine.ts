@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { assert } from "../core/assert.js";
-import { batchDigest, decodeBatch, encodeBatch, ORIGIN_CODE, sameValue, type Batch, type Origin } from "../core/batch.js";
+import { decodeBatch, encodeWithDigest, ORIGIN_CODE, sameValue, type Batch, type EncodedBatch, type Origin } from "../core/batch.js";
 import { ConflictError, CorruptionError, NotFoundError, OverloadError, TooLargeError, UnavailableError, type ConflictingPoint } from "../core/errors.js";
 import { Hlc } from "../core/hlc.js";
 import type { Labels } from "../core/labels.js";
@@ -354,7 +354,7 @@ export class Engine implements StorageEngine {
 
   // ---- writes ----------------------------------------------------------
 
-  async write(batch: Batch, batchId: string, encoded?: Uint8Array): Promise<Receipt> {
+  async write(batch: Batch, batchId: string, encoded?: EncodedBatch): Promise<Receipt> {
     const r = await this.admit(batch, batchId, encoded, null, WalRecordType.COMMITTED_BATCH);
     return this.receipt(r.st, r.accepted, batch.sampleCount - r.accepted, r.duplicate);
   }
@@ -364,7 +364,7 @@ export class Engine implements StorageEngine {
    * points invisibly and makes it durable as PREPARE. Its fate comes later through commit() or abort().
    * A batch already known with the same digest answers with its phase (duplicate); another digest → ConflictError.
    */
-  async prepare(batch: Batch, batchId: string, hlc: bigint, encoded?: Uint8Array): Promise<PrepareResult> {
+  async prepare(batch: Batch, batchId: string, hlc: bigint, encoded?: EncodedBatch): Promise<PrepareResult> {
     this.hlc.observe(hlc);
     const r = await this.admit(batch, batchId, encoded, hlc, WalRecordType.PREPARE);
     return { batchId, sha256: r.st.sha256, hlc: r.st.hlc, phase: r.st.phase, duplicate: r.duplicate, accepted: r.accepted };
@@ -574,15 +574,14 @@ export class Engine implements StorageEngine {
   private async admit(
     batch: Batch,
     batchId: string,
-    encoded: Uint8Array | undefined,
+    encoded: EncodedBatch | undefined,
     givenHlc: bigint | null,
     recordType: number,
   ): Promise<{ st: BatchState; accepted: number; duplicate: boolean }> {
     this.checkWritable();
     while (this.flushing !== null) await this.flushing.catch(() => undefined);
     this.checkWritable();
-    const bytes = encoded ?? encodeBatch(batch);
-    const sha = batchDigest(bytes);
+    const { bytes, sha256: sha } = encoded ?? encodeWithDigest(batch);
     const known = this.batches.get(batchId);
     if (known !== undefined) {
       if (known.sha256 !== sha) {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import pino from "pino";
-import { BatchBuilder, encodeBatch, type Batch } from "../../src/core/batch.js";
+import { BatchBuilder, encodeWithDigest, type Batch, type EncodedBatch } from "../../src/core/batch.js";
 import { ConflictError, HqError, UnavailableError } from "../../src/core/errors.js";
 import { Hlc } from "../../src/core/hlc.js";
 import { DEFAULT_LIMITS } from "../../src/core/limits.js";
@@ -85,7 +85,7 @@ function closeServer(n: TestNode): Promise<void> {
   });
 }
 
-function batchOf(points: [series: number, ts: number, value: number][]): { batch: Batch; encoded: Uint8Array } {
+function batchOf(points: [series: number, ts: number, value: number][]): { batch: Batch; encoded: EncodedBatch } {
   const b = new BatchBuilder(DEFAULT_LIMITS);
   for (const [s, t, v] of points)
     b.add(
@@ -97,13 +97,13 @@ function batchOf(points: [series: number, ts: number, value: number][]): { batch
       v,
     );
   const batch = b.build({ shardId: SHARD });
-  return { batch, encoded: encodeBatch(batch) };
+  return { batch, encoded: encodeWithDigest(batch) };
 }
 
 let retries = 0;
 
 /** A client that retries retryable errors (503, 429) with the same batch id until a final outcome or the deadline. */
-async function writeRetrying(via: () => NodeDriver, b: { batch: Batch; encoded: Uint8Array }, id: string, deadlineMs = 15_000): Promise<Receipt> {
+async function writeRetrying(via: () => NodeDriver, b: { batch: Batch; encoded: EncodedBatch }, id: string, deadlineMs = 15_000): Promise<Receipt> {
   const end = Date.now() + deadlineMs;
   for (let attempt = 0; ; attempt++) {
     try {
