@@ -102,7 +102,11 @@ describe("etcd membership and metadata", { timeout: 60_000 }, () => {
 
     const own = await startEtcd({ size: 1 });
     const node = await startNode({ args: [...clusterArgs(own, "solo", "c2"), "--replication-factor", "1"] });
-    await until("registration", 10_000, async () => ((await view(node)).members.length === 1 ? true : undefined));
+    // Registered and holding its shard map (the node writes only once it knows its replica set).
+    await until("registration and the shard map", 10_000, async () => {
+      const x = await view(node);
+      return x.members.length === 1 && x.shardMap !== null ? true : undefined;
+    });
     await own.stop(); // etcd entirely gone
 
     const v = await until("the node to notice etcd is down", 10_000, async () => {
