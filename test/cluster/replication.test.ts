@@ -43,6 +43,21 @@ test("quorum writes, exactly-once replays, failover in a retry, no ack below a m
   const nodes = pg.nodes();
   const urls = nodes.map((n) => n.http);
 
+  // Fresh replicas rebuild from their peers before they vote; until then a write is (rightly) a retryable 503.
+  const deadlineReady = Date.now() + 30_000;
+  for (;;) {
+    const states = await Promise.all(
+      urls.map(async (u) => {
+        const c = (await (await fetch(`${u}/hq/v1/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { replication?: { state?: string; rebuilding?: boolean } };
+        return c.replication?.state === "running" && c.replication.rebuilding === false;
+      }),
+    );
+    if (states.every(Boolean)) break;
+    assert.ok(Date.now() < deadlineReady, `replication not ready on every node: ${states.join(", ")}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.diagnostic("replication ready on every node");
+
   // A write through one node is acked after a majority made it durable, and every replica ends up with it.
   const first = await write(urls[0]!, line("q_first", 1_700_000_000_000_000_001n, 1.5), "first");
   assert.equal(first.status, 200, first.text);
