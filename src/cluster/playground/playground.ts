@@ -191,12 +191,20 @@ export async function stopNode(env: PlaygroundEnv, opts: { dir: string; id: stri
   say(env, `${n.id}: node ${a ? `stopped (SIG${opts.signal}, pid ${n.pid})` : "was not running"}; ${n.etcd.name}: ${b ? `stopped (SIG${opts.signal}, pid ${n.etcd.pid})` : "was not running"}`);
 }
 
-// What etcd 3.4 logs (fatal, at start) over a damaged WAL: `walpb: crc mismatch` when a record's checksum fails;
-// a protobuf decode error ("proto: Record: wiretype end group for non-group") when the damage hits a record's framing first;
-// and when the damage only cut the log short, it starts, then panics at the leader's first heartbeat
-// ("tocommit(N) is out of range [lastIndex(M)]. Was the raft log corrupted, truncated, or lost?").
-const CRC_MISMATCH =
-  /walpb: crc mismatch|"msg":"discovery failed","error":"(?:proto: Record|unexpected EOF|wal: )|tocommit\([0-9]+\) is out of range \[lastIndex\([0-9]+\)\]\. Was the raft log corrupted, truncated, or lost\?/;
+// How etcd 3.4 fails over a damaged WAL depends on where the damage lands: `walpb: crc mismatch`; a fatal
+// "discovery failed" carrying whatever decode error the bytes produced (seen: "proto: Record: wiretype end group
+// for non-group", "proto: wrong wireType = 0 for field Data", "unexpected EOF"); or, when the damage only cut the
+// log short, a start and then a raft panic at the leader's first heartbeat ("tocommit(N) is out of range
+// [lastIndex(M)]. Was the raft log corrupted, truncated, or lost?"). So the class is matched, not each message:
+// any "discovery failed" at restart except a port clash, which a wipe would not cure.
+const DAMAGED_WAL =
+  /walpb: crc mismatch|"msg":"discovery failed","error":"(?![^"]*address already in use)[^"]*"|tocommit\([0-9]+\) is out of range \[lastIndex\([0-9]+\)\]\. Was the raft log corrupted, truncated, or lost\?/;
+
+/** The reason, when an etcd member's log (since its last start) shows it failed over a damaged WAL; else null. */
+export function damagedWalReason(log: string): string | null {
+  const m = DAMAGED_WAL.exec(log);
+  return m === null ? null : m[0].replace(/^"msg":"discovery failed","error":"/, "").replace(/"$/, "");
+}
 
 /**
  * A member whose WAL is corrupt refuses to start (`walpb: crc mismatch`).
@@ -251,9 +259,9 @@ export async function startNode(env: PlaygroundEnv, opts: { dir: string; id: str
     updateClusterFile(c.dir, (f) => (findNode(f, n.id).etcd.pid = pid));
     let w = await waitHealthy(n.etcd.clientUrl, "etcd", pid, etcdMarker(n), timeout);
     const fresh = logTail(n.etcd.log, 1e9).slice(logStart);
-    const corrupt = CRC_MISMATCH.exec(fresh);
+    const corrupt = damagedWalReason(fresh);
     if (w !== null && !isAlive(pid, etcdMarker(n)) && corrupt !== null) {
-      pid = await repairEtcdMember(env, c, n, corrupt[0].replace(/^"msg":"discovery failed","error":"/, ""));
+      pid = await repairEtcdMember(env, c, n, corrupt);
       updateClusterFile(c.dir, (f) => (findNode(f, n.id).etcd.pid = pid));
       w = await waitHealthy(n.etcd.clientUrl, "etcd", pid, etcdMarker(n), timeout);
       if (w === null) say(env, `${n.etcd.name}: repaired and caught up`);
