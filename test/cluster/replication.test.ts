@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { exportSeries, http } from "../helpers/http.js";
-import { alive, cli, healthy, startPlayground, type Playground } from "../helpers/playground.js";
+import { alive, cli, healthy, startPlayground, waitReplicationReady, type Playground } from "../helpers/playground.js";
 
 let pg: Playground | null = null;
 after(async () => {
@@ -44,18 +44,7 @@ test("quorum writes, exactly-once replays, failover in a retry, no ack below a m
   const urls = nodes.map((n) => n.http);
 
   // Fresh replicas rebuild from their peers before they vote; until then a write is (rightly) a retryable 503.
-  const deadlineReady = Date.now() + 30_000;
-  for (;;) {
-    const states = await Promise.all(
-      urls.map(async (u) => {
-        const c = (await (await fetch(`${u}/hq/v1/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { replication?: { state?: string; rebuilding?: boolean } };
-        return c.replication?.state === "running" && c.replication.rebuilding === false;
-      }),
-    );
-    if (states.every(Boolean)) break;
-    assert.ok(Date.now() < deadlineReady, `replication not ready on every node: ${states.join(", ")}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitReplicationReady(urls);
   t.diagnostic("replication ready on every node");
 
   // A write through one node is acked after a majority made it durable, and every replica ends up with it.

@@ -114,3 +114,23 @@ export async function startPlayground(readyTimeoutMs = 40_000): Promise<Playgrou
   }
   return pg;
 }
+
+/** Polls every node's /hq/v1/cluster until its replication runs and has rebuilt (a fresh replica votes only then). */
+export async function waitReplicationReady(urls: readonly string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const states = await Promise.all(
+      urls.map(async (u) => {
+        try {
+          const c = (await (await fetch(`${u}/hq/v1/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { replication?: { state?: string; rebuilding?: boolean } };
+          return c.replication?.state === "running" && c.replication.rebuilding === false;
+        } catch {
+          return false;
+        }
+      }),
+    );
+    if (states.every(Boolean)) return;
+    if (Date.now() > deadline) throw new Error(`replication not ready on every node after ${timeoutMs} ms: ${states.join(", ")}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
