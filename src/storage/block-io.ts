@@ -36,6 +36,8 @@ export interface BlockMeta {
   readonly batchCount: number;
   readonly sizeBytes: number;
   readonly merkleRootHex: string;
+  /** Where the index (batch table first) starts: what a CorruptionError about the batch table names. */
+  readonly indexOffset: number;
 }
 
 export interface VerifyFinding {
@@ -101,6 +103,7 @@ function metaOf(path: string, f: BlockFooter, sizeBytes: number): BlockMeta {
     batchCount: f.batchCount,
     sizeBytes,
     merkleRootHex: toHex(f.merkleRoot),
+    indexOffset: f.indexOffset,
   };
 }
 

@@ -2,6 +2,7 @@
 // server, cluster). The server codes against this interface only.
 
 import type { Batch, EncodedBatch } from "../core/batch.js";
+import type { ConflictingPoint } from "../core/errors.js";
 import type { Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
@@ -46,6 +47,41 @@ export interface EngineStats {
   duplicateSamplesTotal: number;
   batchesTotal: number;
   conflictsTotal: number;
+}
+
+/** Names the batch a repair part belongs to (Engine.repair). */
+export interface RepairMeta {
+  batchId: string;
+  /** Lowercase hex SHA-256 of the ORIGINAL full batch (not of the part). */
+  sha256: string;
+  hlc: bigint;
+  /** Samples of the original batch. */
+  sampleCount: number;
+}
+
+export interface RepairResult {
+  /** Points newly stored (absent before, or an original replacing an inferred point). */
+  stored: number;
+  /** Points already here with the same value bits, or an original where the part offers an inferred point. */
+  present: number;
+  /** Points holding another value here (same origin class): not stored. At most 100 listed. */
+  divergent: ConflictingPoint[];
+  /** The batch is undecided here: nothing was stored, the replication protocol decides it. */
+  deferred: boolean;
+}
+
+/** Digest of the visible points in one aligned window (docs/format/point-digest.md). */
+export interface WindowDigest {
+  startNs: bigint;
+  count: number;
+  hash: bigint; // u64
+}
+
+/** Digest of one series' visible points in a time range (docs/format/point-digest.md). */
+export interface SeriesDigest {
+  key: string;
+  count: number;
+  hash: bigint; // u64
 }
 
 export interface FlushResult {

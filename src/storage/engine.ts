@@ -6,28 +6,50 @@
 // fsync returns. A failed WAL append rolls the head back. Identity rules
 // (DESIGN.md decision 6): one point per (series, timestamp); identical replays
 // are no-ops; a different value is a conflict that refuses the whole batch; an
-// original replaces an inferred point.
+// original replaces an inferred point. Points copied from a peer replica
+// (repair) follow the same rules point by point, and are visible at once.
 
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { assert } from "../core/assert.js";
-import { decodeBatch, encodeWithDigest, ORIGIN_CODE, sameValue, type Batch, type EncodedBatch, type Origin } from "../core/batch.js";
-import { ConflictError, CorruptionError, NotFoundError, OverloadError, TooLargeError, UnavailableError, type ConflictingPoint } from "../core/errors.js";
+import { decodeBatch, encodeBatch, encodeWithDigest, ORIGIN_CODE, sameValue, type Batch, type EncodedBatch, type Origin } from "../core/batch.js";
+import {
+  BadInputError,
+  ConflictError,
+  CorruptionError,
+  NotFoundError,
+  OverloadError,
+  TooLargeError,
+  UnavailableError,
+  type ConflictingPoint,
+} from "../core/errors.js";
 import { Hlc } from "../core/hlc.js";
 import type { Labels } from "../core/labels.js";
 import type { Limits } from "../core/limits.js";
 import { matchesLabels, type Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
 import { nowNs } from "../core/time.js";
-import { Wal } from "../wal/wal.js";
+import { RECORD_BYTES_MAX_DEFAULT, Wal } from "../wal/wal.js";
 import { BlockReader, writeBlock } from "./block-io.js";
 import type { BlockBatchEntry, BlockSeriesEntry, BlockSeriesInput, ChunkRef } from "./block-format.js";
 import type { ChunkData } from "./chunk-codec.js";
-import type { EngineStats, FlushResult, MatcherSets, SelectedSeries, SelectOptions, StorageEngine } from "./engine-api.js";
+import type {
+  EngineStats,
+  FlushResult,
+  MatcherSets,
+  RepairMeta,
+  RepairResult,
+  SelectedSeries,
+  SelectOptions,
+  SeriesDigest,
+  StorageEngine,
+  WindowDigest,
+} from "./engine-api.js";
 import { HeadSeries } from "./head.js";
-import { decodeWalBatch, decodeWalMark, encodeWalBatch, encodeWalMark, WalRecordType } from "./wal-payload.js";
+import { DigestSum, SeriesHasher } from "./point-digest.js";
+import { decodeWalBatch, decodeWalMark, decodeWalRepair, encodeWalBatch, encodeWalMark, encodeWalRepair, nonCanonical, WalRecordType } from "./wal-payload.js";
 
 export interface EngineOptions {
   dataDir: string;
@@ -91,15 +113,23 @@ interface BatchState {
   pending: { ops: Op[]; walPayload: Uint8Array | null } | null;
   /** Canonical batch bytes, kept while in the head for batches reserved by reserveSync (catch-up serves them). */
   bytes: Uint8Array | null;
-  /** Index in the head batch table, or -1 once flushed into a block. */
+  /**
+   * Index in the head batch table, or -1 when it has no head points. A batch flushed into a block re-enters the head
+   * table when a repair installs more of its points; the next flush then names it in a second block.
+   */
   headRef: number;
-  /** The block holding it once flushed. */
-  blockPath: string | null;
-  /** Resolves when the batch's WAL record is durable (or rejects). */
-  readonly durable: Promise<void>;
+  /** The blocks naming it in their batch table, oldest first (more than one after a repair or an interrupted flush). */
+  blockPaths: string[];
+  /** Resolves when the batch's WAL record (and those of repairs since) is durable, or rejects. */
+  durable: Promise<void>;
 }
 
+/** A batch's identity and provenance, as registerBatch records it. */
+type BatchDesc = Pick<Batch, "shardId" | "origin" | "inference" | "sampleCount">;
+
 export type BatchPhase = "reserved" | "prepared" | "committed";
+
+export type { RepairMeta, RepairResult, SeriesDigest, WindowDigest } from "./engine-api.js";
 
 /** The outcome of reserveSync (cluster replicas). */
 export type ReserveSyncResult =
@@ -173,6 +203,13 @@ export class Engine implements StorageEngine {
   /** Batches holding a "share" op, by the shared point (only while undecided). */
   private readonly sharers = new Map<SeriesState, Map<bigint, Set<BatchState>>>();
   private replaying = false;
+  /** REPAIR records not yet durable (or failed): a repair that finds its points present waits for them. */
+  private readonly repairLogs = new Set<Promise<void>>();
+  /**
+   * A REPAIR record was refused (WAL overload) after its points became visible: until the next flush puts them in a
+   * block, every repair logs its own part even when it finds it all present.
+   */
+  private repairsUnlogged = false;
 
   constructor(private readonly opts: EngineOptions) {
     this.walDir = join(opts.dataDir, "wal");
@@ -189,6 +226,12 @@ export class Engine implements StorageEngine {
         registers: [reg],
       }),
       walCorruptions: new Counter({ name: "hqts_wal_damage_total", help: "WAL damage found at open, by kind.", labelNames: ["kind"], registers: [reg] }),
+      repaired: new Counter({ name: "hqts_repaired_points_total", help: "Committed points copied from a peer replica and stored here (Engine.repair).", registers: [reg] }),
+      repairDivergent: new Counter({
+        name: "hqts_repair_divergent_points_total",
+        help: "Points a peer replica offered for repair that hold another value here (of the same origin class); not stored.",
+        registers: [reg],
+      }),
     };
     // Gauges read the engine when scraped rather than being updated on every write.
     const series = new Gauge({ name: "hqts_series", help: "Series known (head and blocks).", registers: [reg], collect: () => collect() });
@@ -225,22 +268,42 @@ export class Engine implements StorageEngine {
     const names = (await readdir(this.blocksDir)).filter((n) => n.endsWith(".hqb")).sort();
     for (const name of names) {
       const path = join(this.blocksDir, name);
-      let reader: BlockReader;
+      let reader: BlockReader | null = null;
       try {
         reader = await BlockReader.open(path);
+        this.attachBlock(reader);
       } catch (err) {
-        if (!(err instanceof CorruptionError) || !this.opts.acceptDataLoss) throw err;
+        if (!(err instanceof CorruptionError)) throw err;
+        this.opts.log.error({ file: path, err: err.message }, "corrupt block");
+        if (!this.opts.acceptDataLoss) throw err;
+        await reader?.close();
         const q = join(this.opts.dataDir, "quarantine");
         await mkdir(q, { recursive: true });
         await rename(path, join(q, name));
         this.opts.log.error({ file: path, err: err.message }, "corrupt block quarantined: every sample in it is lost on this node");
         continue;
       }
-      this.attachBlock(reader);
     }
   }
 
+  /**
+   * Adds a block's series and batches. One batch id may be named by several blocks (a repair installed more of a
+   * flushed batch's points, or a flush crashed after writing its block but before dropping the WAL), always with one
+   * digest: two digests for one id means a block holds content that is not what the id was committed as, so the
+   * block is refused (CorruptionError, before anything of it is attached).
+   */
   private attachBlock(reader: BlockReader): void {
+    const seen = new Map<string, string>();
+    for (const b of reader.batches()) {
+      const prior = seen.get(b.batchId) ?? this.batches.get(b.batchId)?.sha256;
+      if (prior !== undefined && prior !== b.sha256)
+        throw new CorruptionError(
+          `batch ${b.batchId} is named with SHA-256 ${b.sha256} in this block's batch table and ${prior} elsewhere (another block, or this table)`,
+          reader.meta.path,
+          reader.meta.indexOffset,
+        );
+      seen.set(b.batchId, b.sha256);
+    }
     this.blockReaders.push(reader);
     for (const entry of reader.series()) {
       const s = this.seriesFor(entry.key, entry.labels);
@@ -249,8 +312,7 @@ export class Engine implements StorageEngine {
     for (const b of reader.batches()) {
       const known = this.batches.get(b.batchId);
       if (known !== undefined) {
-        // The same batch in two blocks: a flush that crashed after writing the block but before dropping the WAL.
-        assert(known.sha256 === b.sha256, `batch ${b.batchId} stored with two digests`);
+        if (!known.blockPaths.includes(reader.meta.path)) known.blockPaths.push(reader.meta.path);
         continue;
       }
       this.batches.set(b.batchId, {
@@ -265,7 +327,7 @@ export class Engine implements StorageEngine {
         pending: null,
         bytes: null,
         headRef: -1,
-        blockPath: reader.meta.path,
+        blockPaths: [reader.meta.path],
         durable: Promise.resolve(),
       });
     }
@@ -323,6 +385,24 @@ export class Engine implements StorageEngine {
           }
           if (rec.type === WalRecordType.COMMIT) this.decideCommit(st);
           else this.decideAbort(st);
+          break;
+        }
+        case WalRecordType.REPAIR: {
+          const rr = decodeWalRepair(rec.payload, source);
+          this.hlc.observe(rr.hlc);
+          try {
+            // The rules of repair(), so a record repeated (or already flushed into a block) stores nothing new.
+            const r = this.installRepair(rr, rr.part);
+            if (r.deferred) {
+              // Live, a repair of an undecided batch writes no record: this one was logged before the batch became undecided.
+              this.opts.log.warn({ batchId: rr.batchId, segment: rec.segment, offset: rec.offset }, "WAL replay: a repair of a batch undecided here; not applied");
+              continue;
+            }
+            applied++;
+          } catch (err) {
+            if (!(err instanceof ConflictError) && !(err instanceof BadInputError)) throw err;
+            this.opts.log.error({ batchId: rr.batchId, err: err.message }, "WAL replay: repair record disagrees with the batch stored under its id; not applied");
+          }
           break;
         }
         case WalRecordType.REPLICA_LOG:
@@ -501,6 +581,181 @@ export class Engine implements StorageEngine {
     return p;
   }
 
+  // ---- cluster: points copied from a peer replica ---------------------------------
+  // Catch-up of flushed data, rebuild of a wiped node, read repair and anti-entropy (src/cluster/point-sync.ts) copy
+  // committed points by value once a peer has flushed the batch bytes into a block (blocks keep points, not bytes).
+
+  /**
+   * Installs committed points of batch meta.batchId that a peer holds. `part` is a canonical batch (core/batch.ts) of
+   * a subset of that batch's points, with the original batch's origin, shardId and inference; `partBytes` its
+   * canonical encoding. Resolves once durable.
+   *
+   * The id held here with another digest → ConflictError, nothing stored. Held but undecided (reserved or prepared) →
+   * nothing stored, `deferred`: the replication protocol decides it. Unknown → registered as committed with the
+   * meta's digest, stamp and size (a later write of it answers duplicate). Then per point, as plan() but never refusing
+   * the whole part: absent → stored; the same value bits of the same origin class there → present (held by an
+   * undecided batch, the repair takes it over so it stays visible whatever becomes of that batch); an original where
+   * an inferred point stands → stored (replaces it); an inferred one where an original stands → present (kept);
+   * another value of the same origin class → divergent: not stored, reported (at most 100) and counted.
+   *
+   * The points are visible at once, as committed data is, and durable once the REPAIR record's fsync returns: a
+   * crash before that loses only repaired copies, which the peer still has. A part holding nothing new writes no
+   * record (it waits for the REPAIR records still in flight, which may hold the points it found present).
+   */
+  async repair(meta: RepairMeta, part: Batch, partBytes: Uint8Array): Promise<RepairResult> {
+    this.checkWritable();
+    // A flush drops from the head what it wrote into its block: nothing may be installed while it runs.
+    while (this.flushing !== null) await this.flushing.catch(() => undefined);
+    this.checkWritable();
+    const id = meta.batchId;
+    if (!/^[0-9a-f]{64}$/.test(meta.sha256)) throw new BadInputError(`repair of batch ${id}: sha256 must be 64 lowercase hex digits`, { field: "sha256" });
+    if (meta.hlc < INT64_MIN || meta.hlc > INT64_MAX) throw new BadInputError(`repair of batch ${id}: hlc ${meta.hlc} is not an int64`, { field: "hlc" });
+    if (!Number.isSafeInteger(meta.sampleCount) || meta.sampleCount < part.sampleCount)
+      throw new BadInputError(`repair of batch ${id}: a part of ${part.sampleCount} samples of a batch of ${meta.sampleCount}`, { field: "sampleCount" });
+    const problem = nonCanonical(part);
+    if (problem !== null) throw new BadInputError(`repair of batch ${id}: the part is not a canonical batch: ${problem}`);
+    // What the WAL replays is partBytes, what is applied now is part: they must be one content.
+    assert(equalBytes(encodeBatch(part), partBytes), `repair of batch ${id}: partBytes is not the canonical encoding of part`);
+    const payload = encodeWalRepair({ batchId: id, sha256: meta.sha256, hlc: meta.hlc, sampleCount: meta.sampleCount, partBytes });
+    // Refused before anything is applied: a record the WAL would refuse must not leave visible points behind.
+    if (payload.length > RECORD_BYTES_MAX_DEFAULT) throw new TooLargeError("bytes of one repair record (split the part)", RECORD_BYTES_MAX_DEFAULT);
+    if (this.inflight.size >= this.opts.limits.pendingWritesMax)
+      throw new OverloadError(`${this.inflight.size} writes are waiting for the WAL (limit ${this.opts.limits.pendingWritesMax})`);
+    this.hlc.observe(meta.hlc);
+    const r = this.installRepair(meta, part);
+    if (r.deferred) return { stored: 0, present: 0, divergent: [], deferred: true };
+    assert(r.st !== null, "an installed repair without its batch");
+    this.m.repaired.inc(r.stored);
+    this.m.repairDivergent.inc(r.divergentCount);
+    if (r.stored > 0 && this.headOldestWriteMs === null) this.headOldestWriteMs = Date.now();
+    await this.logRepair(payload, r.st, r.registered, r.changed);
+    this.maybeAutoFlush(false);
+    return { stored: r.stored, present: r.present, divergent: r.divergent, deferred: false };
+  }
+
+  /** The synchronous part of repair(), shared with WAL replay: checks, per-point decisions, head changes. */
+  private installRepair(meta: RepairMeta, part: Batch): RepairInstall {
+    const id = meta.batchId;
+    const known = this.batches.get(id);
+    if (known !== undefined) {
+      if (known.sha256 !== meta.sha256)
+        throw new ConflictError(`batch id "${id}" is held here with other content (stored SHA-256 ${known.sha256}, repair names ${meta.sha256})`, [], { batchId: id });
+      if (known.phase !== "committed")
+        return { deferred: true, st: null, registered: false, changed: false, stored: 0, present: 0, divergent: [], divergentCount: 0 };
+      // The digest names origin, shard, inference and size: a part describing the batch otherwise is not of it.
+      const differs =
+        known.origin !== part.origin ? "origin"
+        : known.shardId !== part.shardId ? "shard id"
+        : known.inference !== part.inference ? "inference"
+        : known.sampleCount !== meta.sampleCount ? "sample count"
+        : null;
+      if (differs !== null) throw new BadInputError(`repair of batch ${id}: its ${differs} differs from the batch held here under the same digest`);
+    }
+    const incoming = ORIGIN_CODE[part.origin];
+    const ops: Op[] = [];
+    const takeovers: { s: SeriesState; t: bigint }[] = [];
+    const divergent: ConflictingPoint[] = [];
+    let divergentCount = 0;
+    let present = 0;
+    for (const bs of part.series) {
+      const s = this.series.get(bs.key) ?? this.seriesFor(bs.key, bs.labels);
+      const n = bs.timestampsNs.length;
+      const blocks = n > 0 ? this.blocksOverlapping(s, bs.timestampsNs[0]!, bs.timestampsNs[n - 1]!) : [];
+      for (let i = 0; i < n; i++) {
+        const t = bs.timestampsNs[i]!;
+        const v = bs.values[i]!;
+        const hi = s.head.find(t);
+        let existing: { v: number; origin: number; batchId: string } | null = null;
+        if (hi >= 0) existing = { v: s.head.values[hi]!, origin: s.head.origins[hi]!, batchId: this.headBatches[s.head.batchRefs[hi]!]!.batchId };
+        else if (blocks.length > 0) existing = this.findInBlocks(blocks, t);
+        if (existing === null) {
+          ops.push({ kind: "insert", s, t, v });
+          continue;
+        }
+        if (existing.origin === incoming) {
+          if (sameValue(existing.v, v)) {
+            present++;
+            if (hi >= 0 && this.headBatches[s.head.batchRefs[hi]!]!.phase !== "committed") takeovers.push({ s, t });
+            continue;
+          }
+          divergentCount++;
+          if (divergent.length < 100) divergent.push({ series: bs.key, timestampNs: t.toString(), storedValue: existing.v, offeredValue: v });
+          continue;
+        }
+        if (incoming === ORIGIN_CODE.inferred) {
+          present++; // an original stands there: inference yields
+          continue;
+        }
+        if (hi >= 0)
+          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldRef: s.head.batchRefs[hi]! });
+        else ops.push({ kind: "insert", s, t, v });
+      }
+    }
+    let st = known;
+    const registered = st === undefined;
+    if (st === undefined) {
+      const desc = { shardId: part.shardId, origin: part.origin, inference: part.inference, sampleCount: meta.sampleCount };
+      st = this.registerBatch(id, meta.sha256, desc, meta.hlc, "committed");
+    } else if ((ops.length > 0 || takeovers.length > 0) && st.headRef < 0) {
+      // Flushed already: it re-enters the head table, and the next flush names it in a second block (attachBlock allows it).
+      st.headRef = this.headBatches.length;
+      this.headBatches.push(st);
+    }
+    this.applyOps(ops, part.origin, st.headRef);
+    for (const { s, t } of takeovers) {
+      const i = s.head.find(t);
+      assert(i >= 0, "takeover of a point no longer in the head");
+      // rollback() of the undecided holder leaves a point another batch took over: it stays, visible, as this batch's.
+      s.head.batchRefs[i] = st.headRef;
+    }
+    return { deferred: false, st, registered, changed: registered || ops.length > 0 || takeovers.length > 0, stored: ops.length, present, divergent, divergentCount };
+  }
+
+  /** Makes a repair durable: its own REPAIR record, or, for a part with nothing new, the records it relies on. */
+  private async logRepair(payload: Uint8Array, st: BatchState, registered: boolean, changed: boolean): Promise<void> {
+    if (!changed && !this.repairsUnlogged) {
+      const outcomes = await Promise.allSettled([...this.repairLogs]);
+      if (outcomes.every((o) => o.status === "fulfilled")) return;
+      // A record that may have held points found present here failed: log them again (the WAL may refuse, too).
+      this.checkWritable();
+    }
+    const logged = this.appendRepair(payload);
+    // A write() of this batch id answers duplicate only once the batch's points here are durable.
+    st.durable = registered ? logged : Promise.all([st.durable, logged]).then(() => undefined);
+    st.durable.catch(() => undefined); // whoever awaits it sees the failure; unawaited it is no unhandled rejection
+    await logged;
+  }
+
+  private appendRepair(payload: Uint8Array): Promise<void> {
+    const wal = this.wal;
+    assert(wal !== null, "repair before open");
+    const p = wal.append(WalRecordType.REPAIR, payload).then(
+      () => undefined,
+      (err: Error) => {
+        if (err instanceof OverloadError) {
+          // Its points are visible already and are not taken back (readers and other repairs may rely on them); they
+          // stay in the head and reach a block at the next flush. Until then every repair logs its own part.
+          this.repairsUnlogged = true;
+          throw err;
+        }
+        this.failed = err;
+        throw new UnavailableError("the write-ahead log failed; this node takes no more writes until restarted", 5, { cause: err });
+      },
+    );
+    // A flush and close() wait for it like for any write.
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inflight.add(settled);
+    this.repairLogs.add(p);
+    void settled.finally(() => {
+      this.inflight.delete(settled);
+      this.repairLogs.delete(p);
+    });
+    return p;
+  }
+
   private decideCommit(st: BatchState): void {
     st.phase = "committed";
     if (st.pending !== null) this.unshare(st.pending.ops, st);
@@ -672,7 +927,7 @@ export class Engine implements StorageEngine {
     };
   }
 
-  private registerBatch(batchId: string, sha: string, batch: Batch, hlc: bigint, phase: BatchPhase): BatchState {
+  private registerBatch(batchId: string, sha: string, batch: BatchDesc, hlc: bigint, phase: BatchPhase): BatchState {
     const st: BatchState = {
       batchId,
       sha256: sha,
@@ -685,7 +940,7 @@ export class Engine implements StorageEngine {
       pending: null,
       bytes: null,
       headRef: this.headBatches.length,
-      blockPath: null,
+      blockPaths: [],
       durable: Promise.resolve(),
     };
     this.headBatches.push(st);
@@ -949,9 +1204,13 @@ export class Engine implements StorageEngine {
     kept.forEach((b, k) => (newRef[b.headRef] = k));
     for (const b of blockBatches) {
       b.headRef = -1;
-      b.blockPath = meta.path;
+      b.blockPaths.push(meta.path);
       b.bytes = null;
+      // Its points are in a fsynced block now, whatever became of its WAL records (a repair's refused for overload).
+      b.durable = Promise.resolve();
     }
+    // No repair applies while a flush runs (repair() waits for it), so every point one made visible is in this block.
+    this.repairsUnlogged = false;
     kept.forEach((b, k) => (b.headRef = k));
     let headSamples = 0;
     for (const s of this.series.values()) {
@@ -989,7 +1248,13 @@ export class Engine implements StorageEngine {
     for (const r of expired) {
       this.blockReaders.splice(this.blockReaders.indexOf(r), 1);
       for (const s of this.series.values()) s.blocks = s.blocks.filter((b) => b.reader !== r);
-      for (const [id, b] of this.batches) if (b.blockPath === r.meta.path) this.batches.delete(id);
+      for (const [id, b] of this.batches) {
+        const k = b.blockPaths.indexOf(r.meta.path);
+        if (k < 0) continue;
+        b.blockPaths.splice(k, 1);
+        // Forgotten once no block names it and it has no head points: its id may then take content again.
+        if (b.blockPaths.length === 0 && b.headRef < 0) this.batches.delete(id);
+      }
       for (const [k, e] of [...this.chunkCache])
         if (e.reader === r) {
           this.chunkCache.delete(k);
@@ -1181,6 +1446,52 @@ export class Engine implements StorageEngine {
     return [...values].sort();
   }
 
+  // ---- digests (docs/format/point-digest.md) ------------------------------------------
+  // Through readSeries, so block chunks are checksum-verified as they load and a point is what a read would return:
+  // committed only, one per (series, timestamp), an original over an inferred one, inferred points included.
+
+  /**
+   * Per aligned window [k·windowNs, (k+1)·windowNs) intersecting [startNs, endNs]: count and digest of the visible
+   * points in the window and in [startNs, endNs]; windows with no point are omitted; sorted by startNs.
+   */
+  digestWindows(startNs: bigint, endNs: bigint, windowNs: bigint): WindowDigest[] {
+    if (windowNs <= 0n) throw new BadInputError(`a digest window must be positive (got ${windowNs} ns)`, { field: "windowNs" });
+    const sums = new Map<bigint, DigestSum>();
+    if (startNs > endNs) return [];
+    for (const s of this.series.values()) {
+      const r = this.readSeries(s, startNs, endNs, true);
+      if (r === null) continue;
+      const hasher = new SeriesHasher(s.key);
+      const ts = r.timestampsNs;
+      // Per window, not per point: one division and one binary search per window the series has points in.
+      for (let i = 0; i < ts.length; ) {
+        const k = floorDiv(ts[i]!, windowNs);
+        const j = lowerBoundFrom(ts, (k + 1n) * windowNs, i + 1);
+        let sum = sums.get(k);
+        if (sum === undefined) sums.set(k, (sum = new DigestSum()));
+        hasher.addPoints(sum, ts, r.values, r.origins, i, j);
+        i = j;
+      }
+    }
+    return [...sums]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, sum]) => ({ startNs: k * windowNs, count: sum.count, hash: sum.hash }));
+  }
+
+  /** Per series with visible points in [startNs, endNs] (inclusive): count and digest; sorted by key. */
+  digestSeries(startNs: bigint, endNs: bigint): SeriesDigest[] {
+    const out: SeriesDigest[] = [];
+    if (startNs > endNs) return out;
+    for (const s of [...this.series.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
+      const r = this.readSeries(s, startNs, endNs, true);
+      if (r === null) continue;
+      const sum = new DigestSum();
+      new SeriesHasher(s.key).addPoints(sum, r.timestampsNs, r.values, r.origins);
+      out.push({ key: s.key, count: sum.count, hash: sum.hash });
+    }
+    return out;
+  }
+
   stats(): EngineStats {
     const blockBytes = this.blockReaders.reduce((a, r) => a + r.meta.sizeBytes, 0);
     const walBytes = this.wal?.sizeBytes() ?? 0;
@@ -1207,6 +1518,31 @@ export interface BatchInfo {
   shardId: number;
   sampleCount: number;
   phase: BatchPhase;
+  /** With shardId and inference: what a peer needs to build a repair part of this batch (Engine.repair). */
+  origin: Origin;
+  inference: string | null;
+}
+
+/** What installRepair decided and did. */
+interface RepairInstall {
+  deferred: boolean;
+  /** The batch the points were installed as (null when deferred). */
+  st: BatchState | null;
+  /** The batch id was unknown and is now registered as committed. */
+  registered: boolean;
+  /** Anything changed here (registration, stored points, points taken over): the repair must be logged. */
+  changed: boolean;
+  stored: number;
+  present: number;
+  divergent: ConflictingPoint[];
+  divergentCount: number;
+}
+
+const INT64_MIN = -(1n << 63n);
+const INT64_MAX = (1n << 63n) - 1n;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 export interface PrepareResult {
@@ -1227,7 +1563,16 @@ function countChanges(ops: Op[]): number {
 }
 
 function batchInfo(st: BatchState): BatchInfo {
-  return { batchId: st.batchId, sha256: st.sha256, hlc: st.hlc, shardId: st.shardId, sampleCount: st.sampleCount, phase: st.phase };
+  return {
+    batchId: st.batchId,
+    sha256: st.sha256,
+    hlc: st.hlc,
+    shardId: st.shardId,
+    sampleCount: st.sampleCount,
+    phase: st.phase,
+    origin: st.origin,
+    inference: st.inference,
+  };
 }
 
 /** A run of samples of one series from one source (a block chunk or the head), sorted by time. */
@@ -1337,6 +1682,24 @@ function bsearch(a: BigInt64Array, t: bigint): number {
     else return mid;
   }
   return -1;
+}
+
+/** ⌊t / w⌋ for w > 0, negative t included. */
+function floorDiv(t: bigint, w: bigint): bigint {
+  const q = t / w;
+  return q * w > t ? q - 1n : q;
+}
+
+/** First index ≥ from with a[index] ≥ t (a sorted). */
+function lowerBoundFrom(a: BigInt64Array, t: bigint, from: number): number {
+  let lo = from;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function lowerBoundArr(a: BigInt64Array, t: bigint): number {
