@@ -4,7 +4,7 @@
 
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { PlaygroundError } from "../cluster/playground/layout.js";
+import { PlaygroundError, parseNodeArgs } from "../cluster/playground/layout.js";
 import { isHqError } from "../core/errors.js";
 import type { PlaygroundEnv } from "../cluster/playground/playground.js";
 import { CliError } from "./http.js";
@@ -29,7 +29,8 @@ function port(v: string): number {
 }
 
 /** `hqts cluster up`: starts everything, then stays in the foreground until SIGINT/SIGTERM. */
-async function runUp(o: { nodes: number; dir: string; basePort: number; cluster: string }): Promise<void> {
+async function runUp(o: { nodes: number; dir: string; basePort: number; cluster: string; nodeArgs?: string }): Promise<void> {
+  const nodeArgs = parseNodeArgs(o.nodeArgs ?? "");
   let stopping: Promise<void> | null = null;
   let stopFn: (() => Promise<void>) | null = null;
   const onSignal = (sig: string): void => {
@@ -48,7 +49,7 @@ async function runUp(o: { nodes: number; dir: string; basePort: number; cluster:
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
-  const r = await (await pg()).up(env(), { dir: o.dir, nodes: o.nodes, basePort: o.basePort, cluster: o.cluster });
+  const r = await (await pg()).up(env(), { dir: o.dir, nodes: o.nodes, basePort: o.basePort, cluster: o.cluster, nodeArgs });
   stopFn = r.stop;
   // Stay in the foreground: the children are detached, so keep the event loop alive ourselves.
   setInterval(() => undefined, 1 << 30);
@@ -63,18 +64,27 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
   cluster
     .command("up")
     .description(
-      "start N etcd members and N nodes, wait until all are healthy, write DIR/cluster.json and stay in the foreground;\n" +
+      "start N etcd members and N nodes, wait until all are healthy and every node's replication runs, write\n" +
+        "DIR/cluster.json and stay in the foreground;\n" +
         "SIGINT/SIGTERM stops everything. Ports from --base-port B: node i HTTP B+i, etcd client B+10+i, etcd peer B+20+i (i from 0)",
     )
     .option("--nodes <n>", "number of nodes (1-10)", (v) => Number.parseInt(v, 10), 3)
     .addOption(dirOpt())
     .option("--base-port <port>", "first port of the scheme", port, 8428)
     .option("--cluster <name>", "cluster name (etcd prefix /hqts/<name>/)", "playground")
-    .action(act(async (o: { nodes: number; dir: string; basePort: number; cluster: string }) => wrap(() => runUp(o))));
+    .option(
+      "--node-args <flags>",
+      'extra flags for every `hqts node`, split at whitespace, e.g. "--head-samples-max 1000 --flush-interval 5s";\n' +
+        "kept in cluster.json and reused by start-node (--data, --http, --node-id, --etcd, --cluster, --advertise are the playground's)",
+    )
+    .action(act(async (o: { nodes: number; dir: string; basePort: number; cluster: string; nodeArgs?: string }) => wrap(() => runUp(o))));
 
   cluster
     .command("status")
-    .description("health of every node and etcd member, etcd's leader, the registered members, the shard map, the coordinator")
+    .description(
+      "health and replication state (running, rebuilding, joining) of every node, health of every etcd member,\n" +
+        "etcd's leader, the registered members, the shard map, the coordinator",
+    )
     .addOption(dirOpt())
     .option("--json", "print the report as JSON", false)
     .action(
@@ -98,7 +108,8 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
   cluster
     .command("start-node")
     .description(
-      "start one node and its etcd member again (detached; logs in DIR/logs/), wait until healthy and update cluster.json.\n" +
+      "start one node and its etcd member again (detached; logs in DIR/logs/; the node with cluster.json's nodeArgs),\n" +
+        "update cluster.json and wait until the node is healthy and its replication runs.\n" +
         "A member whose WAL is corrupt is repaired: member remove, wipe, member add, restart",
     )
     .argument("<id>", "node id, e.g. n2")

@@ -68,6 +68,8 @@ export function buildProgram(): Command {
     .addOption(new Option("--log-level <level>", "log level (JSON logs on stderr)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"))
     .option("--max-body-bytes <n>", "largest request body accepted, after decompression (default 64 MiB)", positiveInt("--max-body-bytes"))
     .option("--shutdown-timeout <duration>", "on SIGTERM/SIGINT, how long in-flight requests may take to finish", "30s")
+    .option("--head-samples-max <n>", "cut the in-memory head into a block once it holds this many samples (default 4000000)", positiveInt("--head-samples-max"))
+    .option("--flush-interval <duration>", "...or once its oldest unflushed write is this old, e.g. 30m, 5s (default 30m)")
     .option("--node-id <id>", "cluster mode: this node's id, unique in the cluster (1-64 of [A-Za-z0-9_.-])")
     .option("--etcd <urls>", "cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379,http://10.0.0.2:2379)")
     .option("--cluster <name>", "cluster mode: cluster name; its metadata lives under /hqts/<name>/ in etcd", "default")

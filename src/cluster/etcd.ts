@@ -11,8 +11,9 @@
 //   global policy retries 3 times, and its default per-host circuit breaker
 //   shuts a host out for 5 s after 3 failures (so a member that came back is
 //   ignored for 5 s). The callers retry on their own schedule (the membership
-//   loop ticks every second or so) and each call picks a random endpoint, so
-//   a dead member costs at most one failed call;
+//   loop ticks every second or so) and each call picks a random endpoint; a
+//   call refused at connection is tried again at once on another draw (it
+//   never reached etcd), so a dead member costs a few milliseconds;
 // - every failure becomes a typed HqError: UnavailableError (code
 //   "unavailable", retryable) for anything transient (no connection, deadline,
 //   no leader, cancelled), HqError "internal" (not retryable) otherwise.
@@ -140,8 +141,24 @@ export class EtcdMeta {
     return { deadline: Date.now() + this.callTimeoutMs };
   }
 
-  /** Runs one etcd call, mapping every failure to a typed HqError. A hard timer backs up the gRPC deadline. */
+  /**
+   * Runs one etcd call, mapping every failure to a typed HqError. A call refused at connection (the request never
+   * left this node, so running it again is safe) is tried again at once, up to once per other endpoint: etcd3 picks
+   * a random endpoint per call and would otherwise keep drawing a dead member's, costing a membership tick each time.
+   */
   async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const started = Date.now();
+      try {
+        return await this.callOnce(op, fn);
+      } catch (e) {
+        const refused = e instanceof HqError && e.code === "unavailable" && /ECONNREFUSED|No connection established|connect/i.test(e.message);
+        if (!refused || attempt >= this.endpoints.length - 1 || Date.now() - started > 250 || this.closed) throw e;
+      }
+    }
+  }
+
+  private async callOnce<T>(op: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new UnavailableError(`etcd ${op}: the client is closed`, 1, { details: { etcdOp: op } });
     let timer: NodeJS.Timeout | undefined;
     const guard = new Promise<never>((_, reject) => {

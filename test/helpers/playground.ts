@@ -15,10 +15,21 @@ export interface Entry {
   pid: number | null;
   dataDir: string;
   walDir: string;
-  etcd: { name: string; clientUrl: string; peerUrl: string; pid: number | null };
+  etcd: { name: string; clientUrl: string; peerUrl: string; pid: number | null; dataDir: string };
 }
 
-export const readClusterFile = (dir: string): { nodes: Entry[] } => JSON.parse(readFileSync(join(dir, "cluster.json"), "utf8")) as { nodes: Entry[] };
+export const readClusterFile = (dir: string): { nodes: Entry[]; nodeArgs?: string[] } =>
+  JSON.parse(readFileSync(join(dir, "cluster.json"), "utf8")) as { nodes: Entry[]; nodeArgs?: string[] };
+
+/** alive(pid), and its command line still contains `marker` (a pid reused by another process is not ours). */
+function ours(pid: number | null, marker: string): boolean {
+  if (!alive(pid)) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").includes(marker);
+  } catch {
+    return false;
+  }
+}
 
 /** True while the pid runs and is not a zombie. */
 export function alive(pid: number | null): boolean {
@@ -76,11 +87,26 @@ export interface Playground {
   cleanup(): Promise<void>;
 }
 
-export async function startPlayground(readyTimeoutMs = 40_000): Promise<Playground> {
+export interface PlaygroundOptions {
+  /** How long `cluster up` may take to report ready (default 40 s). */
+  readyTimeoutMs?: number;
+  /** Extra flags for every node (`cluster up --node-args`), e.g. ["--head-samples-max", "100"]. */
+  nodeArgs?: string[];
+}
+
+/**
+ * `hqts cluster up` on a fresh directory and ports it picks; resolves once `up` reports ready, which is after every
+ * node's replication runs (so a first write is not answered 503). A number is the old positional readyTimeoutMs.
+ */
+export async function startPlayground(options: PlaygroundOptions | number = {}): Promise<Playground> {
+  const opts: PlaygroundOptions = typeof options === "number" ? { readyTimeoutMs: options } : options;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 40_000;
   const dir = await mkdtemp(join(tmpdir(), "hqts-playground-"));
   const base = await pickBase();
   let out = "";
-  const up = spawn(process.execPath, [CLI_MAIN, "cluster", "up", "--nodes", "3", "--dir", dir, "--base-port", String(base)], { stdio: ["ignore", "pipe", "pipe"] });
+  const args = [CLI_MAIN, "cluster", "up", "--nodes", "3", "--dir", dir, "--base-port", String(base)];
+  if (opts.nodeArgs !== undefined && opts.nodeArgs.length > 0) args.push("--node-args", opts.nodeArgs.join(" "));
+  const up = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   up.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
   up.stderr!.setEncoding("utf8").on("data", (s: string) => (out += s));
   const exited = new Promise<number | null>((r) => up.once("exit", (code) => r(code)));
@@ -97,7 +123,9 @@ export async function startPlayground(readyTimeoutMs = 40_000): Promise<Playgrou
     async cleanup() {
       if (up.exitCode === null) up.kill("SIGTERM");
       try {
-        for (const n of readClusterFile(dir).nodes) for (const p of [n.pid, n.etcd.pid]) if (alive(p)) process.kill(p!, "SIGKILL");
+        // By pid, if it still names its data dir: a test may kill a process behind cluster.json's back (and its pid be reused).
+        for (const n of readClusterFile(dir).nodes)
+          for (const [p, marker] of [[n.pid, `--data ${n.dataDir} `], [n.etcd.pid, `--data-dir=${n.etcd.dataDir} `]] as const) if (ours(p, marker)) process.kill(p!, "SIGKILL");
       } catch {
         // no cluster.json yet
       }
@@ -115,7 +143,11 @@ export async function startPlayground(readyTimeoutMs = 40_000): Promise<Playgrou
   return pg;
 }
 
-/** Polls every node's /hq/v1/cluster until its replication runs and has rebuilt (a fresh replica votes only then). */
+/**
+ * Polls every node's /hq/v1/cluster until its replication runs and has rebuilt (a fresh replica votes only then).
+ * `cluster up` and `cluster start-node` wait for this themselves now, so after them it returns at the first poll;
+ * it stays for nodes restarted some other way, and as a cheap check.
+ */
 export async function waitReplicationReady(urls: readonly string[], timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

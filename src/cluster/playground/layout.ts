@@ -57,14 +57,32 @@ export interface ClusterFile {
   etcdToken: string;
   /** pid of the `hqts cluster up` that runs in the foreground (null once it stopped). */
   upPid: number | null;
+  /** Extra flags given to every `hqts node` (from `cluster up --node-args`); reused by `start-node`. Absent in older files. */
+  nodeArgs?: string[];
   nodes: NodeEntry[];
+}
+
+/** Flags the playground sets itself on every node: --node-args may not give them. */
+const OWNED_NODE_FLAGS = ["--data", "--http", "--node-id", "--etcd", "--cluster", "--advertise"];
+
+/**
+ * `--node-args "<flags>"`: split at whitespace (no quoting: a flag's value cannot contain a space). Refuses
+ * quotes (they would reach the node literally) and the flags the playground sets itself.
+ */
+export function parseNodeArgs(raw: string): string[] {
+  const args = raw.split(/\s+/).filter((a) => a !== "");
+  const quoted = args.find((a) => /["'`\\]/.test(a));
+  if (quoted !== undefined) throw new PlaygroundError(`--node-args: no quoting or escaping (values are split at whitespace): ${quoted}`, 2);
+  const owned = args.find((a) => OWNED_NODE_FLAGS.includes(a.split("=")[0]!));
+  if (owned !== undefined) throw new PlaygroundError(`--node-args: ${owned.split("=")[0]} is set by the playground itself (${OWNED_NODE_FLAGS.join(", ")} are)`, 2);
+  return args;
 }
 
 export function clusterFilePath(dir: string): string {
   return join(resolve(dir), "cluster.json");
 }
 
-export function planCluster(dirRaw: string, nodes: number, basePort: number, cluster = "playground"): ClusterFile {
+export function planCluster(dirRaw: string, nodes: number, basePort: number, cluster = "playground", nodeArgs: readonly string[] = []): ClusterFile {
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) throw new PlaygroundError(`--nodes must be 1..${MAX_NODES}`, 2);
   if (!Number.isInteger(basePort) || basePort < 1024 || basePort + 20 + nodes - 1 > 65535)
     throw new PlaygroundError(`--base-port must leave room for ports base..base+${20 + nodes - 1} within 1024..65535`, 2);
@@ -90,7 +108,7 @@ export function planCluster(dirRaw: string, nodes: number, basePort: number, clu
       },
     });
   }
-  return { version: 1, cluster, dir, basePort, etcdToken: `hqts-${cluster}`, upPid: null, nodes: list };
+  return { version: 1, cluster, dir, basePort, etcdToken: `hqts-${cluster}`, upPid: null, nodeArgs: [...nodeArgs], nodes: list };
 }
 
 export function readClusterFile(dir: string): ClusterFile {
@@ -104,6 +122,7 @@ export function readClusterFile(dir: string): ClusterFile {
   try {
     const v = JSON.parse(raw) as ClusterFile;
     if (v.version !== 1 || !Array.isArray(v.nodes)) throw new Error("unknown version or no nodes");
+    if (v.nodeArgs !== undefined && !(Array.isArray(v.nodeArgs) && v.nodeArgs.every((a) => typeof a === "string"))) throw new Error("nodeArgs is not a list of strings");
     return v;
   } catch (e) {
     throw new PlaygroundError(`${p} is malformed: ${(e as Error).message}`);

@@ -18,7 +18,7 @@ import {
   type ClusterFile,
   type NodeEntry,
 } from "./layout.js";
-import { checkHealth, isAlive, logTail, portFree, spawnDetached, stopPid, waitHealthy } from "./procs.js";
+import { checkHealth, isAlive, logTail, portFree, spawnDetached, stopPid, replicationState, waitHealthy, waitReplicationReady } from "./procs.js";
 
 export interface PlaygroundEnv {
   /** Path of the compiled CLI (dist/src/cli/main.js) that runs `hqts node`. */
@@ -65,7 +65,7 @@ function etcdArgs(c: ClusterFile, n: NodeEntry, state: "new" | "existing", initi
   ];
 }
 
-function nodeArgs(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): string[] {
+function nodeCommand(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): string[] {
   const port = new URL(n.http).port;
   // Every etcd endpoint, its own member first: the node survives the loss of the member beside it.
   const endpoints = [n.etcd.clientUrl, ...c.nodes.filter((x) => x !== n).map((x) => x.etcd.clientUrl)];
@@ -86,6 +86,8 @@ function nodeArgs(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): string[] {
     n.http,
     "--replication-factor",
     String(Math.min(3, c.nodes.length)),
+    // Extra flags from `cluster up --node-args`, last so they may override the defaults above (not the owned ones).
+    ...(c.nodeArgs ?? []),
   ];
 }
 
@@ -95,10 +97,28 @@ function launchEtcd(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry, initialClu
 }
 
 function launchNode(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): number {
-  return spawnDetached(process.execPath, nodeArgs(env, c, n), n.log);
+  return spawnDetached(process.execPath, nodeCommand(env, c, n), n.log);
 }
 
 const say = (env: PlaygroundEnv, s: string): void => void env.out.write(s + "\n");
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * SIGTERMs every etcd member of the playground, the leader last. A leader told to stop first hands leadership to a
+ * follower, and when none is left (all stopped at once) waits etcd's request timeout for that (5 s + 2 election
+ * timeouts: 10 s here) before it exits. So the followers go first; the leader once it has stepped down for lack of a
+ * quorum (one election timeout), or at a deadline.
+ */
+async function stopEtcdMembers(c: ClusterFile, deadlineMs: number): Promise<void> {
+  const stop = (n: NodeEntry): Promise<boolean> => stopPid(n.etcd.pid, etcdMarker(n), "SIGTERM", deadlineMs).catch(() => false);
+  const live = c.nodes.filter((n) => isAlive(n.etcd.pid, etcdMarker(n)));
+  const isLeader = async (n: NodeEntry): Promise<boolean> => (await endpointStatus(n.etcd.clientUrl, 1000)).isLeader === true;
+  const leaders = c.nodes.length > 1 ? (await Promise.all(live.map(async (n) => ((await isLeader(n)) ? n : null)))).filter((n) => n !== null) : [];
+  await Promise.all(live.filter((n) => !leaders.includes(n)).map(stop));
+  const until = Date.now() + 2 * ETCD_ELECTION_MS;
+  while (leaders.length > 0 && Date.now() < until && (await Promise.all(leaders.map(isLeader))).some(Boolean)) await sleep(100);
+  await Promise.all(leaders.map(stop));
+}
 
 /** Stops every process listed in cluster.json (nodes first, then etcd), by pid: SIGTERM, SIGKILL after a deadline. */
 export async function stopAll(dir: string, deadlineMs = 10_000): Promise<void> {
@@ -109,7 +129,7 @@ export async function stopAll(dir: string, deadlineMs = 10_000): Promise<void> {
     return;
   }
   await Promise.all(c.nodes.map((n) => stopPid(n.pid, nodeMarker(n), "SIGTERM", deadlineMs).catch(() => false)));
-  await Promise.all(c.nodes.map((n) => stopPid(n.etcd.pid, etcdMarker(n), "SIGTERM", deadlineMs).catch(() => false)));
+  await stopEtcdMembers(c, deadlineMs);
   updateClusterFile(dir, (f) => {
     for (const n of f.nodes) {
       if (!isAlive(n.pid, nodeMarker(n))) n.pid = null;
@@ -121,11 +141,16 @@ export async function stopAll(dir: string, deadlineMs = 10_000): Promise<void> {
 
 /**
  * `hqts cluster up`: starts the etcd members and the nodes, waits for them
- * to be healthy, writes cluster.json, and resolves with a function that
- * stops everything (cluster.json re-read: it stops what start-node started).
+ * to be healthy and for every node's replication to run (rebuilt from its
+ * peers, so a write is not answered 503), writes cluster.json, and resolves
+ * with a function that stops everything (cluster.json re-read: it stops what
+ * start-node started).
  */
-export async function up(env: PlaygroundEnv, opts: { dir: string; nodes: number; basePort: number; cluster?: string }): Promise<{ file: ClusterFile; stop: () => Promise<void> }> {
-  const plan = planCluster(opts.dir, opts.nodes, opts.basePort, opts.cluster);
+export async function up(
+  env: PlaygroundEnv,
+  opts: { dir: string; nodes: number; basePort: number; cluster?: string; nodeArgs?: readonly string[] },
+): Promise<{ file: ClusterFile; stop: () => Promise<void> }> {
+  const plan = planCluster(opts.dir, opts.nodes, opts.basePort, opts.cluster, opts.nodeArgs);
   if (existsSync(clusterFilePath(plan.dir))) {
     const old = readClusterFile(plan.dir);
     const live = old.nodes.flatMap((n) => [isAlive(n.pid, nodeMarker(n)) ? `${n.id} (pid ${n.pid})` : "", isAlive(n.etcd.pid, etcdMarker(n)) ? `${n.etcd.name} (pid ${n.etcd.pid})` : ""]).filter((s) => s !== "");
@@ -165,12 +190,19 @@ export async function up(env: PlaygroundEnv, opts: { dir: string; nodes: number;
       const n = plan.nodes[i]!;
       if (w !== null) throw new PlaygroundError(`node ${n.id} (${n.http}): ${w}\n--- ${n.log} ---\n${logTail(n.log)}`);
     });
+    // Healthy is not ready: a fresh replica rebuilds from its peers before it votes, and answers writes 503 until then.
+    const replWaits = await Promise.all(plan.nodes.map((n) => waitReplicationReady(n.http, n.pid!, nodeMarker(n), timeout)));
+    replWaits.forEach((w, i) => {
+      const n = plan.nodes[i]!;
+      if (w !== null) throw new PlaygroundError(`node ${n.id} (${n.http}): ${w}\n--- ${n.log} ---\n${logTail(n.log)}`);
+    });
   } catch (e) {
     await stop();
     throw e;
   }
   say(env, `HQ-TS playground "${plan.cluster}" is up (${plan.nodes.length} nodes, data in ${plan.dir}):`);
   for (const n of plan.nodes) say(env, `  ${n.id}  ${n.http}  (pid ${n.pid})   etcd ${n.etcd.name}  ${n.etcd.clientUrl}  (pid ${n.etcd.pid})`);
+  if (plan.nodeArgs !== undefined && plan.nodeArgs.length > 0) say(env, `node args: ${plan.nodeArgs.join(" ")}`);
   say(env, `cluster.json: ${clusterFilePath(plan.dir)}    logs: ${plan.dir}/logs/`);
   say(env, `try: curl ${plan.nodes[0]!.http}/hq/v1/cluster     hqts cluster status --dir ${plan.dir}`);
   say(env, "Ctrl-C stops everything.");
@@ -246,7 +278,10 @@ async function repairEtcdMember(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry
   }
 }
 
-/** `hqts cluster start-node`: starts the etcd member (repairing a corrupt WAL) and the node; detached, so they outlive this command. */
+/**
+ * `hqts cluster start-node`: starts the etcd member (repairing a corrupt WAL) and the node, detached, so they outlive
+ * this command, with cluster.json's nodeArgs; waits until the node is healthy and its replication runs.
+ */
 export async function startNode(env: PlaygroundEnv, opts: { dir: string; id: string }): Promise<void> {
   const c = readClusterFile(opts.dir);
   const n = findNode(c, opts.id);
@@ -273,8 +308,9 @@ export async function startNode(env: PlaygroundEnv, opts: { dir: string; id: str
     say(env, `${n.etcd.name}: started (pid ${pid}, ${n.etcd.clientUrl})`);
   } else say(env, `${n.etcd.name}: already running (pid ${n.etcd.pid})`);
 
+  let nodePid = n.pid!;
   if (!isAlive(n.pid, nodeMarker(n))) {
-    const pid = launchNode(env, c, n);
+    const pid = (nodePid = launchNode(env, c, n));
     updateClusterFile(c.dir, (f) => (findNode(f, n.id).pid = pid));
     const w = await waitHealthy(n.http, "node", pid, nodeMarker(n), timeout);
     if (w !== null) {
@@ -283,6 +319,15 @@ export async function startNode(env: PlaygroundEnv, opts: { dir: string; id: str
     }
     say(env, `${n.id}: started (pid ${pid}, ${n.http})`);
   } else say(env, `${n.id}: already running (pid ${n.pid})`);
+
+  // Healthy is not ready: the node takes writes once its replication runs (rebuilt, shard map known from etcd).
+  const w = await waitReplicationReady(n.http, nodePid, nodeMarker(n), timeout);
+  if (w !== null) {
+    const still = isAlive(nodePid, nodeMarker(n));
+    if (!still) updateClusterFile(c.dir, (f) => (findNode(f, n.id).pid = null));
+    throw new PlaygroundError(`node ${n.id} (${n.http})${still ? ` runs (pid ${nodePid}, left running) but` : ""} is not ready for writes: ${w}\n--- ${n.log} ---\n${logTail(n.log)}`);
+  }
+  say(env, `${n.id}: replication running`);
 }
 
 export interface NodeStatus {
@@ -294,6 +339,14 @@ export interface NodeStatus {
   healthy: boolean;
   /** Replica lag: a placeholder until the quorum protocol reports it. */
   lag: string | null;
+  /**
+   * Replication as the node reports it (GET /hq/v1/cluster): "running" (takes writes), "rebuilding" (from its
+   * peers, after a fresh start or data loss), "joining" (no shard map yet), "opening", "stopped", "failed"; null when
+   * the node does not answer.
+   */
+  replication: string | null;
+  /** The node's raw replication stats, when it answered. */
+  replicationStats: unknown;
   etcd: { name: string; clientUrl: string; pid: number | null; alive: boolean; healthy: boolean; status: EndpointStatus };
 }
 
@@ -306,12 +359,32 @@ export interface StatusReport {
   view: { from: string; members: { id: string; http: string }[]; shardMap: unknown; coordinator: { holder: string | null } } | null;
 }
 
-/** `hqts cluster status`: health of every node and etcd member, etcd's leader, the registered members, the shard map, the coordinator. */
+interface ClusterViewJson {
+  members?: { id: string; http: string }[];
+  shardMap?: unknown;
+  coordinator?: { holder: string | null };
+  replication?: unknown;
+}
+
+/** GET /hq/v1/cluster of one node; null when it does not answer. */
+async function clusterView(http: string): Promise<ClusterViewJson | null> {
+  try {
+    const res = await fetch(`${http}/hq/v1/cluster`, { signal: AbortSignal.timeout(2000) });
+    if (res.status !== 200) return null;
+    return (await res.json()) as ClusterViewJson;
+  } catch {
+    return null;
+  }
+}
+
+/** `hqts cluster status`: health and replication state of every node, health of every etcd member, etcd's leader, the registered members, the shard map, the coordinator. */
 export async function status(opts: { dir: string }): Promise<StatusReport> {
   const c = readClusterFile(opts.dir);
+  const views = new Map<string, ClusterViewJson | null>();
   const nodes = await Promise.all(
     c.nodes.map(async (n): Promise<NodeStatus> => {
-      const [h, eh, es] = await Promise.all([checkHealth(n.http, "node"), checkHealth(n.etcd.clientUrl, "etcd"), endpointStatus(n.etcd.clientUrl)]);
+      const [h, eh, es, v] = await Promise.all([checkHealth(n.http, "node"), checkHealth(n.etcd.clientUrl, "etcd"), endpointStatus(n.etcd.clientUrl), clusterView(n.http)]);
+      views.set(n.id, v);
       return {
         id: n.id,
         http: n.http,
@@ -320,6 +393,8 @@ export async function status(opts: { dir: string }): Promise<StatusReport> {
         health: h.detail,
         healthy: h.ok,
         lag: null,
+        replication: v === null ? null : replicationState(v.replication as { state?: unknown; rebuilding?: unknown } | undefined),
+        replicationStats: v?.replication ?? null,
         etcd: { name: n.etcd.name, clientUrl: n.etcd.clientUrl, pid: n.etcd.pid, alive: isAlive(n.etcd.pid, etcdMarker(n)), healthy: eh.ok, status: es },
       };
     }),
@@ -327,14 +402,10 @@ export async function status(opts: { dir: string }): Promise<StatusReport> {
   const leaderNode = nodes.find((n) => n.etcd.status.isLeader === true);
   let view: StatusReport["view"] = null;
   for (const n of nodes.filter((x) => x.healthy)) {
-    try {
-      const res = await fetch(`${n.http}/hq/v1/cluster`, { signal: AbortSignal.timeout(2000) });
-      const v = (await res.json()) as { members?: { id: string; http: string }[]; shardMap?: unknown; coordinator?: { holder: string | null } };
-      view = { from: n.id, members: (v.members ?? []).map((m) => ({ id: m.id, http: m.http })), shardMap: v.shardMap ?? null, coordinator: { holder: v.coordinator?.holder ?? null } };
-      break;
-    } catch {
-      // try the next node
-    }
+    const v = views.get(n.id);
+    if (v === null || v === undefined) continue; // try the next node
+    view = { from: n.id, members: (v.members ?? []).map((m) => ({ id: m.id, http: m.http })), shardMap: v.shardMap ?? null, coordinator: { holder: v.coordinator?.holder ?? null } };
+    break;
   }
   return { cluster: c.cluster, dir: c.dir, nodes, etcdLeader: leaderNode?.etcd.name ?? null, view };
 }
@@ -343,7 +414,7 @@ export function formatStatus(r: StatusReport): string {
   const lines: string[] = [];
   lines.push(`playground "${r.cluster}" in ${r.dir}`);
   lines.push("");
-  const rows: string[][] = [["NODE", "HTTP", "PID", "HEALTH", "LAG", "ETCD", "CLIENT URL", "PID", "HEALTH", "ROLE"]];
+  const rows: string[][] = [["NODE", "HTTP", "PID", "HEALTH", "REPLICATION", "LAG", "ETCD", "CLIENT URL", "PID", "HEALTH", "ROLE"]];
   for (const n of r.nodes) {
     const role = !n.etcd.status.ok ? "-" : n.etcd.status.isLeader ? "leader" : "follower";
     rows.push(
@@ -352,6 +423,7 @@ export function formatStatus(r: StatusReport): string {
         n.http,
         n.alive ? String(n.pid) : "-",
         n.healthy ? "ok" : `DOWN (${n.health})`,
+        n.replication ?? "-",
         n.lag ?? "n/a",
         n.etcd.name,
         n.etcd.clientUrl,

@@ -129,3 +129,57 @@ export function logTail(file: string, bytes = 4000): string {
     return "";
   }
 }
+
+export interface ReplicationProbe {
+  /** running (and rebuilt: it votes and takes writes), rebuilding, joining (no shard map yet), opening, stopped, failed; or down/unknown. */
+  state: string;
+  ready: boolean;
+  /** The raw `replication` object of GET /hq/v1/cluster, or the error. */
+  detail: string;
+}
+
+/** Replication state as a word: "running" only once rebuilt; a running replica still rebuilding from its peers is "rebuilding". */
+export function replicationState(r: { state?: unknown; rebuilding?: unknown } | undefined): string {
+  if (r === undefined || typeof r.state !== "string") return "unknown";
+  if (r.state === "running" && r.rebuilding !== false) return "rebuilding";
+  return r.state;
+}
+
+/** GET url/hq/v1/cluster once: a node is ready for writes when replication.state is "running" and it is not rebuilding. */
+export async function checkReplication(baseUrl: string, timeoutMs = 2000): Promise<ReplicationProbe> {
+  try {
+    const res = await fetch(`${baseUrl}/hq/v1/cluster`, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json()) as { mode?: string; replication?: { state?: unknown; rebuilding?: unknown } };
+    if (body.mode === "standalone") return { state: "standalone", ready: true, detail: "standalone node" };
+    const state = res.status === 200 ? replicationState(body.replication) : "unknown";
+    return { state, ready: state === "running", detail: `HTTP ${res.status} ${JSON.stringify(body.replication ?? null).slice(0, 300)}` };
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause?.code;
+    return { state: "down", ready: false, detail: cause ?? (e as Error).message };
+  }
+}
+
+/**
+ * Polls a node's replication until it runs and has rebuilt (the node takes writes only then), or the deadline;
+ * fails early if the process died or its replication failed. Returns null when ready, else why not.
+ */
+export async function waitReplicationReady(baseUrl: string, pid: number, marker: string, deadlineMs: number): Promise<string | null> {
+  const until = Date.now() + deadlineMs;
+  let last: ReplicationProbe = { state: "unknown", ready: false, detail: "no answer yet" };
+  for (let delay = 50; ; delay = Math.min(250, delay * 2)) {
+    last = await checkReplication(baseUrl);
+    if (last.ready) return null;
+    if (!isAlive(pid, marker)) return `process ${pid} exited (last replication state: ${last.state}, ${last.detail})`;
+    if (last.state === "failed" || last.state === "stopped") return `replication ${last.state}: ${last.detail}`;
+    if (Date.now() > until) {
+      const why =
+        last.state === "joining"
+          ? " (no shard map naming it yet: is etcd up with a quorum?)"
+          : last.state === "rebuilding"
+            ? " (a replica rebuilding needs an answer from every peer of its shard: are they all up?)"
+            : "";
+      return `replication not ready after ${deadlineMs} ms: state ${last.state}${why}; last: ${last.detail}`;
+    }
+    await sleep(delay);
+  }
+}
