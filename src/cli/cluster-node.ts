@@ -16,6 +16,10 @@ import { NodeDriver } from "../cluster/node-driver.js";
 import type { Message } from "../cluster/protocol/messages.js";
 import { applyLogRecord, type ReplicaLogRecord } from "../cluster/protocol/store.js";
 import { Transport } from "../cluster/transport.js";
+import { MajorityReader } from "../cluster/majority-read.js";
+import { PeerReader, peerReadRoute } from "../cluster/peer-read.js";
+import { adoptFlushed, PointSync } from "../cluster/point-sync.js";
+import type { FlushedBatch } from "../cluster/protocol/messages.js";
 import { Engine, type EngineOptions } from "../storage/engine.js";
 
 /** Bumped durably at every start, so ballots stay unique across restarts of this node. */
@@ -94,14 +98,41 @@ export async function openReplicatedEngine(opts: EngineOptions): Promise<Replica
 export class Replication {
   private driver: NodeDriver | null = null;
   private readonly peers = new Map<string, string>();
+  private shardReplicas: readonly string[] | null = null;
   readonly transport: Transport;
+  private readonly peerReader = new PeerReader();
+  readonly pointSync: PointSync;
+  /** Reads merged over a majority of the shard's replicas (decision 7); 503 until the node knows its shard. */
+  readonly reader: MajorityReader;
 
   constructor(
     private readonly rs: ReplicatedStorage,
     private readonly nodeId: string,
     private readonly log: Logger,
+    replicationFactor: number,
   ) {
     this.transport = new Transport({ onUnreachable: (url) => this.driver?.onUnreachable(url) });
+    this.pointSync = new PointSync(rs.engine, this.peerReader, log);
+    this.reader = new MajorityReader({
+      engine: rs.engine,
+      reader: this.peerReader,
+      peers: () => (this.shardReplicas ?? []).filter((id) => id !== this.nodeId).flatMap((id) => this.peers.get(id) ?? []),
+      replicationFactor: () => this.shardReplicas?.length ?? replicationFactor,
+      selfCounts: () => this.rs.rebuilt,
+      log,
+    });
+  }
+
+  /** The node-to-node read route (answers from this node's engine only). */
+  readRoute(): ReturnType<typeof peerReadRoute> {
+    return peerReadRoute(() => this.rs.engine);
+  }
+
+  /** Catch-up of a peer's flushed batches: copy its points, then adopt the batch ids (docs/protocol.md). */
+  private async syncPoints(peerUrl: string, flushed: readonly FlushedBatch[]): Promise<void> {
+    const r = await this.pointSync.syncFrom(peerUrl);
+    for (const f of flushed) await adoptFlushed(this.rs.engine, f);
+    this.log.info({ ...r, install: r.install, adopted: flushed.length }, "point sync from a peer");
   }
 
   /** For the inbound message route; messages before the driver exists are dropped (peers resend). */
@@ -145,7 +176,9 @@ export class Replication {
         rebuilding: !this.rs.rebuilt,
         log: this.log,
         config: { catchupIntervalMs: 2000 },
+        syncPoints: (url, flushed) => this.syncPoints(url, flushed),
       });
+      this.shardReplicas = shard.replicas;
       this.driver.start();
       this.log.info({ shard: shard.id, replicas: shard.replicas, incarnation: this.rs.incarnation, rebuilding: !this.rs.rebuilt }, "replication started");
     };
@@ -154,11 +187,12 @@ export class Replication {
   }
 
   stats(): unknown {
-    return this.driver?.stats() ?? { state: "joining" };
+    return { ...(this.driver?.stats() ?? { state: "joining" }), reads: this.reader.stats() };
   }
 
   async stop(): Promise<void> {
     await this.driver?.stop();
     this.transport.close();
+    this.peerReader.close();
   }
 }

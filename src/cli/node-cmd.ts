@@ -15,6 +15,9 @@ import type { StorageEngine } from "../storage/engine-api.js";
 import { ClusterAgent } from "../cluster/membership.js";
 import { EtcdMeta, parseEndpoints } from "../cluster/etcd.js";
 import { inboundRoute } from "../cluster/transport.js";
+import { peerReadRoute } from "../cluster/peer-read.js";
+import type { Engine } from "../storage/engine.js";
+import { UnavailableError } from "../core/errors.js";
 import { openReplicatedEngine, Replication } from "./cluster-node.js";
 import { CliError } from "./http.js";
 import { VERSION } from "./version.js";
@@ -27,6 +30,10 @@ export interface NodeOptions {
   logLevel: string;
   maxBodyBytes?: number;
   shutdownTimeout: string;
+  /** Engine: cut the head into a block once it holds this many samples. */
+  headSamplesMax?: number;
+  /** Engine: ...or once its oldest unflushed write is this old (a duration, e.g. 30m). */
+  flushInterval?: string;
   /** Cluster mode: etcd client URLs, comma-separated. */
   etcd?: string;
   nodeId?: string;
@@ -54,6 +61,18 @@ export function parseDuration(raw: string, flag: string): number | null {
   return total;
 }
 
+/** A duration that must be positive (no "0 for forever"), e.g. --flush-interval. */
+function parsePositiveDuration(raw: string, flag: string): number {
+  let ms: number | null = null;
+  try {
+    ms = parseDuration(raw, flag);
+  } catch {
+    // the message below, without parseDuration's "0 for forever"
+  }
+  if (ms === null) throw new CliError(`${flag}: expected a positive duration such as 30m, 5s, 1h30m or 500ms, got "${raw}"`, 2);
+  return ms;
+}
+
 /** HOST:PORT, [IPv6]:PORT or :PORT (all interfaces). */
 export function parseHostPort(raw: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(raw);
@@ -67,6 +86,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   const { host, port } = parseHostPort(opts.http);
   const retentionMs = opts.retention === undefined ? null : parseDuration(opts.retention, "--retention");
   const shutdownMs = parseDuration(opts.shutdownTimeout, "--shutdown-timeout") ?? 30_000;
+  const flushIntervalMs = opts.flushInterval === undefined ? undefined : parsePositiveDuration(opts.flushInterval, "--flush-interval");
   const limits: Limits = { ...DEFAULT_LIMITS, ...(opts.maxBodyBytes !== undefined ? { bodyBytesMax: opts.maxBodyBytes } : {}) };
   const dataDir = resolve(opts.data);
   const log = pino({ level: opts.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
@@ -92,6 +112,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   await mkdir(dataDir, { recursive: true });
   const registry = new Registry();
   let replication: Replication | null = null;
+  let replicaEngine: Engine | null = null;
   const hq = createHqServer({
     limits,
     log,
@@ -100,7 +121,13 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     ...(etcdEndpoints !== null
       ? {
           clusterInfo: () => ({ ...(agent?.view() ?? { state: "joining" }), replication: replication?.stats() ?? { state: "opening" } }),
-          extraRoutes: [inboundRoute((msg) => replication?.deliver(msg))],
+          extraRoutes: [
+            inboundRoute((msg) => replication?.deliver(msg)),
+            peerReadRoute(() => {
+              if (replicaEngine === null) throw new UnavailableError("the node is starting", 1);
+              return replicaEngine;
+            }),
+          ],
         }
       : {}),
   });
@@ -138,12 +165,23 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   log.info({ url: addr.url, dataDir, retentionMs, version: VERSION }, "listening; opening the storage engine");
 
   try {
-    const engineOpts = { dataDir, limits, retentionMs, acceptDataLoss: opts.acceptDataLoss, log, metrics: registry };
+    const engineOpts = {
+      dataDir,
+      limits,
+      retentionMs,
+      acceptDataLoss: opts.acceptDataLoss,
+      log,
+      metrics: registry,
+      ...(opts.headSamplesMax !== undefined ? { headSamplesMax: opts.headSamplesMax } : {}),
+      ...(flushIntervalMs !== undefined ? { flushIntervalMs } : {}),
+    };
     if (etcdEndpoints !== null) {
       const rs = await openReplicatedEngine(engineOpts);
       engine = rs.engine;
-      replication = new Replication(rs, opts.nodeId!, log);
+      replication = new Replication(rs, opts.nodeId!, log, opts.replicationFactor ?? 3);
       hq.setWriter(replication.writer);
+      hq.setReader(replication.reader);
+      replicaEngine = rs.engine;
     } else engine = await openEngine(engineOpts);
   } catch (e) {
     log.fatal({ err: e }, "cannot open the storage engine");

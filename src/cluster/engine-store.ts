@@ -22,7 +22,7 @@ import { ByteReader, ByteWriter } from "../core/bytes.js";
 import { CorruptionError } from "../core/errors.js";
 import { fromHex, sha256, toHex } from "../core/hash.js";
 import type { Engine } from "../storage/engine.js";
-import { compareBallot, maxBallot, ZERO_BALLOT, type Ballot, type BatchPayload, type NodeId } from "./protocol/messages.js";
+import { compareBallot, maxBallot, ZERO_BALLOT, type Ballot, type BatchPayload, type FlushedBatch, type NodeId } from "./protocol/messages.js";
 import type { BatchState, ReplicaLogRecord, ReplicaStore, ReserveResult, StoredBatch } from "./protocol/store.js";
 
 interface Rec {
@@ -145,6 +145,15 @@ export class EngineStore implements ReplicaStore {
     const info = this.engine.lookupBatch(batchId);
     if (bytes === null || info === null) return null;
     return { batchId, shardId: this.recs.get(batchId)?.shardId ?? info.shardId, sha256: info.sha256, hlc: info.hlc, bytes };
+  }
+
+  /** A committed batch flushed into a block (its bytes are gone): its description, for a peer to adopt its id. */
+  flushedMeta(batchId: string): FlushedBatch | null {
+    const s = this.lookup(batchId);
+    if (s === null || s.state !== "committed" || this.payload(batchId) !== null) return null;
+    const b = this.engine.lookupBatch(batchId);
+    if (b === null) return null;
+    return { batchId, sha256: b.sha256, hlc: b.hlc, shardId: b.shardId, sampleCount: b.sampleCount, origin: b.origin, inference: b.inference };
   }
 
   /**

@@ -27,7 +27,7 @@ import { BadInputError, HqError, OverloadError, UnavailableError } from "../core
 import type { Hlc } from "../core/hlc.js";
 import type { Receipt } from "../core/receipt.js";
 import { GatewayMachine, type GatewayEffect, type GatewayEvent } from "./protocol/gateway.js";
-import { isGatewayMessage, type BatchPayload, type Message, type NodeId } from "./protocol/messages.js";
+import { isGatewayMessage, type BatchPayload, type FlushedBatch, type Message, type NodeId } from "./protocol/messages.js";
 import { ReplicaMachine, type ReplicaEffect, type ReplicaEvent } from "./protocol/replica.js";
 import type { ReplicaLogRecord, ReplicaStore } from "./protocol/store.js";
 
@@ -39,6 +39,8 @@ export interface MessageSender {
 export interface DriverConfig {
   /** Gateway: how long a slow replica is waited for after the PREPARE fan-out. */
   readonly lagLimitMs: number;
+  /** Gateway: how long a majority of votes is waited for (PREPAREs re-sent meanwhile) before 503. Below recoveryAfterMs. */
+  readonly prepareTimeoutMs: number;
   /** Gateway: unanswered PREPAREs/COMMITs are re-sent this often. */
   readonly retransmitMs: number;
   /** Gateway: no majority of commit acks by then → 503 (the batch is decided; a retry gets the receipt). */
@@ -65,6 +67,7 @@ export interface DriverConfig {
 
 export const DEFAULT_DRIVER_CONFIG: DriverConfig = Object.freeze({
   lagLimitMs: 200,
+  prepareTimeoutMs: 3000,
   retransmitMs: 100,
   commitTimeoutMs: 2000,
   ballotRestartsMax: 3,
@@ -101,6 +104,11 @@ export interface DriverDeps {
   readonly clock?: { nowMs(): number };
   readonly log: Logger;
   readonly config?: Partial<DriverConfig>;
+  /**
+   * Copies every committed point the peer (base URL) holds that this node lacks, then adopts the ids of `flushed`
+   * as committed, durably (a peer's flushed batches travel by points). Absent: such catch-up never completes.
+   */
+  syncPoints?(peerUrl: string, flushed: readonly FlushedBatch[]): Promise<void>;
 }
 
 export interface DriverStats {
@@ -148,6 +156,7 @@ export class NodeDriver {
   private failure: Error | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stepping = false;
+  private readonly syncingPeers = new Set<NodeId>();
   private deferred: (() => void)[] = [];
   private drainScheduled = false;
   private readonly pending = new Map<number, PendingWrite>();
@@ -191,7 +200,7 @@ export class NodeDriver {
       deps.hlc,
     );
     this.gateway = new GatewayMachine(
-      { node: deps.nodeId, lagLimitMs: c.lagLimitMs, retransmitMs: c.retransmitMs, commitTimeoutMs: c.commitTimeoutMs, ballotRestartsMax: c.ballotRestartsMax, incarnation: deps.incarnation },
+      { node: deps.nodeId, lagLimitMs: c.lagLimitMs, prepareTimeoutMs: c.prepareTimeoutMs, retransmitMs: c.retransmitMs, commitTimeoutMs: c.commitTimeoutMs, ballotRestartsMax: c.ballotRestartsMax, incarnation: deps.incarnation },
       deps.hlc,
     );
   }
@@ -386,8 +395,30 @@ export class NodeDriver {
   private replicaEffects(effects: ReplicaEffect[]): void {
     for (const e of effects) {
       if (e.kind === "send") this.send(e.to, e.msg);
+      else if (e.kind === "sync-points") this.syncPoints(e.peer, e.round, e.flushed);
       else this.persist(e.token, e.record, e.sync);
     }
+  }
+
+  /** At most one point sync per peer at a time; a request meanwhile fails its round (retried by the next one). */
+  private syncPoints(peer: NodeId, round: number, flushed: readonly FlushedBatch[]): void {
+    const url = this.deps.peerUrl(peer);
+    const done = (ok: boolean): void => this.defer(() => this.stepReplica({ kind: "points-synced", peer, round, ok }));
+    if (url === null || this.deps.syncPoints === undefined || this.syncingPeers.has(peer)) return done(false);
+    this.syncingPeers.add(peer);
+    const started = Date.now();
+    this.deps.syncPoints(url, flushed).then(
+      () => {
+        this.syncingPeers.delete(peer);
+        this.log.info({ peer, round, flushed: flushed.length, ms: Date.now() - started }, "point sync done");
+        done(true);
+      },
+      (e: unknown) => {
+        this.syncingPeers.delete(peer);
+        this.log.warn({ peer, round, err: e instanceof Error ? e.message : String(e) }, "point sync failed; the next catch-up round retries");
+        done(false);
+      },
+    );
   }
 
   private gatewayEffects(effects: GatewayEffect[]): void {

@@ -12,6 +12,7 @@ import type {
   Ballot,
   BatchPayload,
   BatchSummary,
+  FlushedBatch,
   FetchedBatch,
   Message,
   NodeId,
@@ -231,6 +232,14 @@ export function encodeMessage(msg: Message): Uint8Array {
         e.u8(f.state === "committed" ? 1 : 2);
         e.ballot("batches.ballot", f.ballot);
         e.nodes("batches.replicas", f.replicas);
+      });
+      e.list("flushed", msg.flushed, (f: FlushedBatch) => {
+        e.summary(f);
+        e.uint("flushed.shardId", f.shardId);
+        e.uint("flushed.sampleCount", f.sampleCount);
+        if (f.origin !== "original" && f.origin !== "inferred") e.fail(`flushed.origin: unknown "${String(f.origin)}"`);
+        e.u8(f.origin === "original" ? 0 : 1);
+        e.str("flushed.inference", f.inference ?? "");
       });
       break;
   }
@@ -485,7 +494,17 @@ function decodeBody(d: Dec): Message {
         const replicas = d.nodes("batches.replicas");
         return { batch, state: s === 1 ? "committed" : "prepared", ballot, replicas };
       });
-      return { type: "fetch-reply", from, hlc, shardId, round, batches };
+      const flushed = d.list("flushed", (): FlushedBatch => {
+        const sum = d.summary("flushed");
+        const fShard = d.at("flushed.shardId").uint();
+        const sampleCount = d.at("flushed.sampleCount").uint();
+        const at = d.r.offset;
+        const o = d.at("flushed.origin").u8();
+        if (o !== 0 && o !== 1) d.fail(`origin ${o} (want 0 or 1)`, at);
+        const inf = d.at("flushed.inference").str();
+        return { ...sum, shardId: fShard, sampleCount, origin: o === 0 ? "original" : "inferred", inference: inf === "" ? null : inf };
+      });
+      return { type: "fetch-reply", from, hlc, shardId, round, batches, flushed };
     }
     default:
       return d.fail(`unknown message type ${code}`, 1);

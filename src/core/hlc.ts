@@ -26,6 +26,11 @@ export class Hlc {
     if (remote > this.last) this.last = remote;
   }
 
+  /** A span of wall time as an HLC difference. */
+  static spanOfMs(ms: number): bigint {
+    return BigInt(ms) << LOGICAL_BITS;
+  }
+
   static wallMs(stamp: bigint): number {
     return Number(stamp >> LOGICAL_BITS);
   }

@@ -10,7 +10,7 @@ import { parseMatchParams } from "../query/selector.js";
 import type { MatcherSets, SelectedSeries } from "../storage/engine-api.js";
 import { requestParams, sendJson, writeChunk } from "./http-util.js";
 import { jsonNumber } from "./json.js";
-import type { RouteContext } from "./context.js";
+import { localReader, type ReadOutcome, type Reader, type RouteContext } from "./context.js";
 
 /** Form bodies of read requests (match[] lists) are small; this bounds them. */
 const FORM_BYTES_MAX = 4 * 1024 * 1024;
@@ -40,6 +40,32 @@ function limitParam(params: URLSearchParams): number {
   if (raw === null || raw === "" || raw === "0") return Infinity;
   if (!/^[0-9]{1,10}$/.test(raw)) throw new BadInputError(`limit must be a non-negative integer, got "${raw.slice(0, 20)}"`, { field: "limit" });
   return Number(raw);
+}
+
+/** `partial_response=true` (Thanos' name): accept an answer from fewer than a majority of replicas, flagged as partial. */
+function partialParam(params: URLSearchParams): boolean {
+  const raw = params.get("partial_response");
+  if (raw === null || raw === "" || raw === "false" || raw === "0") return false;
+  if (raw === "true" || raw === "1") return true;
+  throw new BadInputError(`partial_response must be true or false, got "${raw.slice(0, 20)}"`, { field: "partial_response" });
+}
+
+/**
+ * `consistency=local` answers from this replica alone (faster, and what an operator checks a replica with);
+ * the default, `majority`, merges a majority of replicas so that every acknowledged point is seen (cluster mode).
+ */
+function readerFor(ctx: RouteContext, params: URLSearchParams): Reader {
+  const raw = params.get("consistency");
+  if (raw === null || raw === "" || raw === "majority") return ctx.reader();
+  if (raw === "local") return localReader(ctx.engine());
+  throw new BadInputError(`consistency must be "majority" or "local", got "${raw.slice(0, 20)}"`, { field: "consistency" });
+}
+
+const PARTIAL_WARNING = "partial response: fewer than a majority of replicas answered, so acknowledged points may be missing";
+
+/** Prometheus API body, with `warnings` when the answer is partial. */
+function apiBody(data: unknown, outcome: ReadOutcome<unknown>): Record<string, unknown> {
+  return outcome.partial ? { status: "success", data, warnings: [PARTIAL_WARNING] } : { status: "success", data };
 }
 
 function inferredParam(params: URLSearchParams): boolean {
@@ -352,19 +378,28 @@ export function* exportLinePieces(s: SelectedSeries): Generator<string> {
 }
 
 export async function handleExport(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-  const engine = ctx.engine();
   const params = await requestParams(req, url, FORM_BYTES_MAX);
+  const reader = readerFor(ctx, params);
   const sets = matchSets(params, true)!;
   const { startNs, endNs } = timeRange(params);
   const includeInferred = inferredParam(params);
-  const selected = engine.select(sets, {
-    startNs,
-    endNs,
-    includeInferred,
-    seriesMax: ctx.limits.seriesPerReadMax,
-    samplesMax: ctx.limits.samplesPerReadMax,
+  const outcome = await reader.select(
+    sets,
+    {
+      startNs,
+      endNs,
+      includeInferred,
+      seriesMax: ctx.limits.seriesPerReadMax,
+      samplesMax: ctx.limits.samplesPerReadMax,
+    },
+    partialParam(params),
+  );
+  const selected = outcome.value;
+  res.writeHead(200, {
+    "Content-Type": "application/stream+json; charset=utf-8",
+    "X-HQ-Replicas-Read": String(outcome.replicasRead),
+    ...(outcome.partial ? { "X-HQ-Partial": "true", Warning: `199 hqts "${PARTIAL_WARNING}"` } : {}),
   });
-  res.writeHead(200, { "Content-Type": "application/stream+json; charset=utf-8" });
   const nonEmpty = selected.filter((s) => s.timestampsNs.length > 0); // as VictoriaMetrics: no empty lines
   for (const piece of exportBodyPieces(nonEmpty)) {
     const wait = writeChunk(res, piece);
@@ -377,33 +412,36 @@ export async function handleExport(ctx: RouteContext, req: IncomingMessage, res:
 }
 
 export async function handleSeries(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-  const engine = ctx.engine();
   const params = await requestParams(req, url, FORM_BYTES_MAX);
+  const reader = readerFor(ctx, params);
   const sets = matchSets(params, true)!;
   const { startNs, endNs } = timeRange(params);
   const limit = limitParam(params);
-  const labels = engine.seriesLabels(sets, startNs, endNs, ctx.limits.seriesPerReadMax);
+  const outcome = await reader.seriesLabels(sets, startNs, endNs, ctx.limits.seriesPerReadMax, partialParam(params));
+  const labels = outcome.value;
   const data = (limit < labels.length ? labels.slice(0, limit) : labels).map(labelsToObject);
-  sendJson(res, 200, { status: "success", data });
+  sendJson(res, 200, apiBody(data, outcome));
 }
 
 export async function handleLabels(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-  const engine = ctx.engine();
   const params = await requestParams(req, url, FORM_BYTES_MAX);
+  const reader = readerFor(ctx, params);
   const sets = matchSets(params, false);
   const { startNs, endNs } = timeRange(params);
   const limit = limitParam(params);
-  const names = engine.labelNames(sets, startNs, endNs);
-  sendJson(res, 200, { status: "success", data: limit < names.length ? names.slice(0, limit) : names });
+  const outcome = await reader.labelNames(sets, startNs, endNs, partialParam(params));
+  const names = outcome.value;
+  sendJson(res, 200, apiBody(limit < names.length ? names.slice(0, limit) : names, outcome));
 }
 
 export async function handleLabelValues(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL, name: string): Promise<void> {
-  const engine = ctx.engine();
   if (name === "") throw new BadInputError("empty label name", { field: "label name" });
   const params = await requestParams(req, url, FORM_BYTES_MAX);
+  const reader = readerFor(ctx, params);
   const sets = matchSets(params, false);
   const { startNs, endNs } = timeRange(params);
   const limit = limitParam(params);
-  const values = engine.labelValues(name, sets, startNs, endNs);
-  sendJson(res, 200, { status: "success", data: limit < values.length ? values.slice(0, limit) : values });
+  const outcome = await reader.labelValues(name, sets, startNs, endNs, partialParam(params));
+  const values = outcome.value;
+  sendJson(res, 200, apiBody(limit < values.length ? values.slice(0, limit) : values, outcome));
 }

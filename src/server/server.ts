@@ -13,7 +13,7 @@ import type { StorageEngine } from "../storage/engine-api.js";
 import { sendError, sendMethodNotAllowed } from "./http-errors.js";
 import { serverMetrics, type ServerMetrics } from "./metrics.js";
 import { matchRoute, type NodeState, type Route, type RouteContext } from "./routes.js";
-import type { BatchWriter } from "./context.js";
+import { localReader, type BatchWriter, type Reader } from "./context.js";
 
 export interface HqServerOptions {
   limits: Limits;
@@ -39,6 +39,8 @@ export interface HqServer {
   setEngine(engine: StorageEngine): void;
   /** Cluster mode: ingest goes through this write path (the quorum gateway) from now on. */
   setWriter(writer: BatchWriter): void;
+  /** Cluster mode: reads go through this reader (majority merge) from now on. */
+  setReader(reader: Reader): void;
   state(): NodeState;
   inFlight(): number;
   /**
@@ -51,6 +53,8 @@ export interface HqServer {
 export function createHqServer(opts: HqServerOptions): HqServer {
   let engine: StorageEngine | null = null;
   let writer: BatchWriter | null = null;
+  let reader: Reader | null = null;
+  let engineReader: Reader | null = null;
   let state: NodeState = "starting";
   let inFlight = 0;
   const idleWaiters: (() => void)[] = [];
@@ -67,6 +71,14 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     ...(opts.clusterInfo !== undefined ? { clusterInfo: opts.clusterInfo } : {}),
     state: () => state,
     writer: () => writer,
+    reader: () => {
+      if (reader !== null) {
+        ctx.engine(); // 503 while starting or closing, as local reads
+        return reader;
+      }
+      const e = ctx.engine();
+      return (engineReader ??= localReader(e));
+    },
     engine: () => {
       if (state === "starting" || engine === null) throw new UnavailableError("the node is starting", 1);
       if (state === "closing") throw new UnavailableError("the node is shutting down", 1);
@@ -136,6 +148,9 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     },
     setWriter(w) {
       writer = w;
+    },
+    setReader(r) {
+      reader = r;
     },
     state: () => state,
     inFlight: () => inFlight,

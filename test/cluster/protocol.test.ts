@@ -6,7 +6,7 @@ import { ConflictError, UnavailableError } from "../../src/core/errors.js";
 import { Hlc } from "../../src/core/hlc.js";
 import { DEFAULT_LIMITS } from "../../src/core/limits.js";
 import { GatewayMachine, type GatewayEffect, type WriteResult } from "../../src/cluster/protocol/gateway.js";
-import type { Ballot, BatchPayload, Message, PrepareReplyMsg, StatusAnswer } from "../../src/cluster/protocol/messages.js";
+import type { Ballot, BatchPayload, FlushedBatch, Message, PrepareReplyMsg, StatusAnswer } from "../../src/cluster/protocol/messages.js";
 import { decideRecovery } from "../../src/cluster/protocol/recovery.js";
 import { ReplicaMachine, type ReplicaEffect } from "../../src/cluster/protocol/replica.js";
 import { MemoryStore } from "../../src/cluster/protocol/store.js";
@@ -40,6 +40,7 @@ function stepDurable(m: ReplicaMachine, ev: Parameters<ReplicaMachine["step"]>[0
     const tokens: number[] = [];
     for (const e of effects) {
       if (e.kind === "send") sent.push(e.msg);
+      else if (e.kind === "sync-points") assert.fail("MemoryStore keeps every batch's bytes: no point sync expected");
       else if (e.sync) tokens.push(e.token);
     }
     for (const t of tokens) run(m.step({ kind: "durable", token: t }));
@@ -148,8 +149,21 @@ describe("gateway: write concern", () => {
     g.step({ kind: "receive", msg: reply("b", "w", bl, { kind: "conflict", points: pts }) });
     const fx = g.step({ kind: "receive", msg: reply("c", "w", bl, { kind: "conflict", points: pts }) });
     const r = done(fx);
-    assert.ok(r !== undefined && !r.ok && r.error instanceof ConflictError && r.error.points.length === 2);
+    // Both refusing replicas name the same point: it is listed once.
+    assert.ok(r !== undefined && !r.ok && r.error instanceof ConflictError);
+    assert.deepEqual(r.error.points, pts);
     assert.equal(sends(fx).filter((m) => m.type === "abort").length, 3);
+  });
+  it("a receipt is not a duplicate when replicas answer duplicate(prepared) to a re-sent PREPARE", () => {
+    const g = gateway();
+    const bl = (start(g)[0] as { ballot: Ballot }).ballot;
+    g.step({ kind: "receive", msg: reply("a", "w", bl, { kind: "duplicate", state: "prepared" }) });
+    g.step({ kind: "receive", msg: reply("b", "w", bl, { kind: "duplicate", state: "prepared" }) });
+    g.step({ kind: "receive", msg: reply("c", "w", bl, { kind: "prepared" }) });
+    let r: WriteResult | undefined;
+    for (const n of ["a", "b"]) r = done(g.step({ kind: "receive", msg: { type: "commit-reply", from: n, hlc: 1n, shardId: 0, batchId: "w", ballot: bl, committed: true } }));
+    assert.ok(r !== undefined && r.ok, "committed");
+    assert.equal(r.receipt.duplicate, false);
   });
   it("commits when a majority prepared even if a minority saw a conflicting writer", () => {
     const g = gateway();
@@ -224,6 +238,67 @@ describe("catch-up", () => {
       msgs = next;
     }
     assert.equal(lag.store.lookup("x")?.state, "committed");
+    assert.equal(lag.m.isUpToDate, true);
+  });
+});
+
+describe("catch-up of flushed batches (point sync)", () => {
+  /** A peer store that has flushed "x" into a block: no bytes, only its description. */
+  class FlushedStore extends MemoryStore {
+    override payload(batchId: string): BatchPayload | null {
+      return batchId === "x" ? null : super.payload(batchId);
+    }
+    override flushedMeta(batchId: string): FlushedBatch | null {
+      const r = this.lookup(batchId);
+      if (batchId !== "x" || r?.state !== "committed") return null;
+      return { batchId, sha256: r.sha256!, hlc: r.hlc, shardId: 0, sampleCount: 1, origin: "original", inference: null };
+    }
+  }
+
+  function route(lag: { m: ReplicaMachine }, src: { m: ReplicaMachine }, first: ReplicaEffect[], onSync: (e: Extract<ReplicaEffect, { kind: "sync-points" }>) => void): void {
+    let effects = first;
+    for (let i = 0; i < 20 && effects.length > 0; i++) {
+      const next: ReplicaEffect[] = [];
+      for (const e of effects) {
+        if (e.kind === "sync-points") onSync(e);
+        else if (e.kind === "persist") {
+          if (e.sync) next.push(...lag.m.step({ kind: "durable", token: e.token }));
+        } else if (e.to === "b") {
+          for (const msg of stepDurable(src.m, { kind: "receive", msg: e.msg as never })) next.push(...lag.m.step({ kind: "receive", msg: msg as never }));
+        }
+      }
+      effects = next;
+    }
+  }
+
+  it("asks its host to copy the peer's points, adopts the id, and only then is up to date", () => {
+    const src = { store: new FlushedStore(), m: null as unknown as ReplicaMachine };
+    src.m = new ReplicaMachine(
+      { node: "b", shardId: 0, replicas: NODES, recoveryAfterMs: 100, recoveryRetryMs: 50, catchupIntervalMs: 1000, rebuilding: false, incarnation: 1 },
+      src.store,
+      new Hlc(clock),
+    );
+    const b = payload("x", [[1, 1]]);
+    stepDurable(src.m, { kind: "receive", msg: prepare(b, ballot(10n)) });
+    stepDurable(src.m, { kind: "receive", msg: { type: "commit", from: "g", hlc: 1n, shardId: 0, batchId: "x", sha256: b.sha256, ballot: ballot(10n) } });
+    const lag = replica("a");
+    now = 20_000;
+    const asked: Extract<ReplicaEffect, { kind: "sync-points" }>[] = [];
+    route(lag, src, lag.m.step({ kind: "tick", nowMs: now }), (e) => asked.push(e));
+    assert.equal(asked.length, 1, "one point sync asked of the peer");
+    assert.equal(asked[0]!.peer, "b");
+    assert.deepEqual(
+      asked[0]!.flushed.map((f) => f.batchId),
+      ["x"],
+    );
+    assert.equal(lag.m.isUpToDate, false, "not up to date while the points are not copied");
+    // A failed sync leaves the round open.
+    lag.m.step({ kind: "points-synced", peer: "b", round: asked[0]!.round, ok: false });
+    assert.equal(lag.m.isUpToDate, false);
+    // The host copies the points and adopts the id (here: installs the batch as the engine's repair would).
+    const installed = lag.store.install(b, "committed", ballot(0n, ""), []);
+    assert.equal(installed.kind, "ok");
+    lag.m.step({ kind: "points-synced", peer: "b", round: asked[0]!.round, ok: true });
     assert.equal(lag.m.isUpToDate, true);
   });
 });

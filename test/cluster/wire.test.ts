@@ -80,6 +80,17 @@ const byType = {
     ...base,
     round,
     batches: list(rec({ batch, state: fc.constantFrom("committed" as const, "prepared" as const), ballot, replicas: list(nodeId) })),
+    flushed: list(
+      rec({
+        batchId: str,
+        sha256: str,
+        hlc: big,
+        shardId: fc.nat(),
+        sampleCount: fc.nat(),
+        origin: fc.constantFrom("original" as const, "inferred" as const),
+        inference: fc.option(fc.string({ minLength: 1 }), { nil: null }),
+      }),
+    ),
   }),
 } satisfies { [K in Message["type"]]: fc.Arbitrary<Extract<Message, { type: K }>> };
 

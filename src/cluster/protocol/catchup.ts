@@ -31,6 +31,8 @@ export function missingFrom(store: ReplicaStore, committed: readonly BatchSummar
 export class CatchupRound {
   readonly listed = new Set<NodeId>();
   readonly outstanding = new Set<string>();
+  /** Peers asked to point-sync (their batches' bytes were flushed), with the ids that wait on it. */
+  readonly syncing = new Map<NodeId, string[]>();
   constructor(
     readonly round: number,
     readonly startedMs: number,

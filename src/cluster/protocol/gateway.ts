@@ -11,8 +11,16 @@ import { majorityOf } from "./recovery.js";
 
 export interface GatewayConfig {
   readonly node: NodeId;
-  /** How long a slow replica is waited for after the fan-out (e.g. 2× the normal round trip, or a fixed bound). */
+  /**
+   * Once a majority has voted, how long the other replicas are still waited for (measured from the fan-out): a slow
+   * replica costs at most this much latency and is then left to catch up.
+   */
   readonly lagLimitMs: number;
+  /**
+   * How long the gateway waits for a majority of votes at all (re-sending unanswered PREPAREs) before it answers 503.
+   * A slow network (500 ms between nodes) makes writes slower, not failed. Default max(lagLimitMs, 3000).
+   */
+  readonly prepareTimeoutMs?: number;
   /** Unanswered PREPAREs and COMMITs are sent again this often (the network may lose them). */
   readonly retransmitMs: number;
   /** Give up waiting for a majority of commit acks after this long: 503 (the batch is committed; a retry gets its receipt). */
@@ -52,6 +60,8 @@ interface Write {
   answers: Map<NodeId, Answer>;
   startedMs: number;
   lastSendMs: number;
+  /** Re-sends in the current phase: the interval doubles with each (a slow network is not flooded with copies). */
+  resends: number;
   restarts: number;
   duplicate: boolean;
   voters: NodeId[];
@@ -120,6 +130,7 @@ export class GatewayMachine {
       answers: new Map(),
       startedMs: this.nowMs,
       lastSendMs: this.nowMs,
+      resends: 0,
       restarts: 0,
       duplicate: false,
       voters: [],
@@ -166,11 +177,12 @@ export class GatewayMachine {
 
   private onTick(w: Write): void {
     if (w.phase === "prepare") {
-      if (this.nowMs - w.startedMs >= this.cfg.lagLimitMs) return this.evaluate(w);
-      if (this.nowMs - w.lastSendMs >= this.cfg.retransmitMs) {
+      if (this.nowMs - w.lastSendMs >= this.resendAfterMs(w)) {
         w.lastSendMs = this.nowMs;
+        w.resends++;
         this.sendPrepares(w, w.req.replicas.filter((r) => !w.answers.has(r)));
       }
+      if (this.nowMs - w.startedMs >= this.cfg.lagLimitMs) this.evaluate(w);
       return;
     }
     if (this.nowMs - w.commitStartedMs >= this.cfg.commitTimeoutMs) {
@@ -183,8 +195,9 @@ export class GatewayMachine {
         ),
       });
     }
-    if (this.nowMs - w.lastSendMs >= this.cfg.retransmitMs) {
+    if (this.nowMs - w.lastSendMs >= this.resendAfterMs(w)) {
       w.lastSendMs = this.nowMs;
+      w.resends++;
       this.sendCommits(w, w.req.replicas.filter((r) => !w.commitAcks.has(r)));
     }
   }
@@ -200,6 +213,7 @@ export class GatewayMachine {
     let pending = 0;
     let higher = false;
     const conflicts: ConflictingPoint[] = [];
+    const conflictKeys = new Set<string>();
     let idConflict: string | null = null;
     for (const r of w.req.replicas) {
       const a = w.answers.get(r);
@@ -217,7 +231,14 @@ export class GatewayMachine {
           break;
         case "conflict":
           fences++;
-          for (const p of a.points) if (conflicts.length < 100) conflicts.push(p);
+          // Each refusing replica names the same points: list each point once.
+          for (const p of a.points) {
+            const k = `${p.series}\u0000${p.timestampNs}`;
+            if (conflicts.length < 100 && !conflictKeys.has(k)) {
+              conflictKeys.add(k);
+              conflicts.push(p);
+            }
+          }
           break;
         case "id-conflict":
           fences++;
@@ -236,15 +257,15 @@ export class GatewayMachine {
       }
     }
     const lagPassed = this.nowMs - w.startedMs >= this.cfg.lagLimitMs;
+    const timedOut = this.nowMs - w.startedMs >= (this.cfg.prepareTimeoutMs ?? Math.max(this.cfg.lagLimitMs, 3000));
     if (committed) {
       w.duplicate = true;
       return this.toCommit(w);
     }
     // Every reachable replica answered (or the lag limit passed) and a majority holds a durable vote at our ballot.
-    if (votes >= maj && (pending === 0 || lagPassed)) {
-      w.duplicate = w.duplicate || [...w.answers.values()].some((a) => a.kind === "duplicate");
-      return this.toCommit(w);
-    }
+    // "duplicate" in the receipt means committed before this write: a replica that already held the batch only
+    // prepared (often our own re-sent PREPARE answering first) says nothing of that, so it does not count.
+    if (votes >= maj && (pending === 0 || lagPassed)) return this.toCommit(w);
     if (fences >= maj) {
       // A majority promised never to vote for our ballot: it can never commit. Tell the voters (abort <= our ballot).
       for (const r of w.req.replicas)
@@ -259,10 +280,18 @@ export class GatewayMachine {
       if (higher) return this.restart(w);
       return this.unavailable(w, `batch ${w.req.batch.batchId}: a majority of replicas refused this attempt; retry`);
     }
-    if (votes + pending >= maj && !lagPassed) return; // a majority is still possible: keep waiting
+    if (votes + pending >= maj && !timedOut) return; // a majority is still possible: keep waiting
     if (higher) return this.restart(w);
-    if (votes + pending < maj || lagPassed)
-      return this.unavailable(w, `batch ${w.req.batch.batchId}: ${votes} of ${n} replicas prepared it, ${maj} needed`);
+    return this.unavailable(
+      w,
+      timedOut
+        ? `batch ${w.req.batch.batchId}: ${votes} of ${n} replicas prepared it within ${this.cfg.prepareTimeoutMs ?? Math.max(this.cfg.lagLimitMs, 3000)} ms, ${maj} needed`
+        : `batch ${w.req.batch.batchId}: ${votes} of ${n} replicas prepared it, ${maj} needed`,
+    );
+  }
+
+  private resendAfterMs(w: Write): number {
+    return this.cfg.retransmitMs * 2 ** Math.min(w.resends, 4);
   }
 
   private restart(w: Write): void {
@@ -275,6 +304,7 @@ export class GatewayMachine {
     w.answers = new Map();
     w.startedMs = this.nowMs;
     w.lastSendMs = this.nowMs;
+    w.resends = 0;
     this.byBallot.set(this.key(w.req.batch.batchId, w.ballot), w.req.reqId);
     this.sendPrepares(w, w.req.replicas);
   }
@@ -287,6 +317,7 @@ export class GatewayMachine {
     });
     w.commitStartedMs = this.nowMs;
     w.lastSendMs = this.nowMs;
+    w.resends = 0;
     this.sendCommits(w, w.req.replicas);
   }
 

@@ -144,10 +144,22 @@ export interface FetchedBatch {
   readonly replicas: readonly NodeId[];
 }
 
+/**
+ * A batch committed at the sender whose bytes it no longer has (flushed into a block, which keeps points, not batch
+ * bytes): its points travel by point sync instead, and this describes the batch so the fetcher can adopt its id.
+ */
+export interface FlushedBatch extends BatchSummary {
+  readonly shardId: number;
+  readonly sampleCount: number;
+  readonly origin: "original" | "inferred";
+  readonly inference: string | null;
+}
+
 export interface FetchReplyMsg extends Base {
   readonly type: "fetch-reply";
   readonly round: number;
   readonly batches: readonly FetchedBatch[];
+  readonly flushed: readonly FlushedBatch[];
 }
 
 export type ReplicaInbound = PrepareMsg | CommitMsg | AbortMsg | StatusMsg | StatusReplyMsg | CatchupListMsg | CatchupListReplyMsg | FetchMsg | FetchReplyMsg;

@@ -7,7 +7,7 @@
 // the log records behind it are durable: replies wait in `afterDurable`.
 
 import { assert } from "../../core/assert.js";
-import type { Hlc } from "../../core/hlc.js";
+import { Hlc } from "../../core/hlc.js";
 import { CatchupRound, digestMatches, missingFrom } from "./catchup.js";
 import {
   compareBallot,
@@ -27,6 +27,7 @@ import {
   type CatchupListReplyMsg,
   type FetchMsg,
   type FetchReplyMsg,
+  type FlushedBatch,
   type PrepareReplyMsg,
 } from "./messages.js";
 import { decideRecovery, majorityOf } from "./recovery.js";
@@ -43,6 +44,12 @@ export interface ReplicaConfig {
   readonly recoveryRetryMs: number;
   /** Anti-entropy: a catch-up round this often once up to date; a stalled round is retried after this long. */
   readonly catchupIntervalMs: number;
+  /**
+   * After a complete round, later rounds list only batches stamped from (that round's start - this overlap): the
+   * lists stay small however many batches the shard holds. A batch committed later than this after its stamp is
+   * not seen by id (point sync and anti-entropy compare points instead). Default 10 minutes.
+   */
+  readonly catchupOverlapMs?: number;
   /** Started from an empty disk (new or wiped): rebuild from every peer before voting. */
   readonly rebuilding: boolean;
   /** Bumped (durably, by the host) at every start of the node, so that ballots stay unique across restarts. */
@@ -52,12 +59,19 @@ export interface ReplicaConfig {
 export type ReplicaEvent =
   | { readonly kind: "receive"; readonly msg: ReplicaInbound }
   | { readonly kind: "durable"; readonly token: number }
-  | { readonly kind: "tick"; readonly nowMs: number };
+  | { readonly kind: "tick"; readonly nowMs: number }
+  /** The host finished (ok) or gave up on a "sync-points" effect: the peer's committed points are copied here. */
+  | { readonly kind: "points-synced"; readonly peer: NodeId; readonly round: number; readonly ok: boolean };
 
 export type ReplicaEffect =
   | { readonly kind: "send"; readonly to: NodeId; readonly msg: Message }
   /** Append to the WAL in this order. sync: report `durable(token)` once fsynced (one fsync may cover many). */
-  | { readonly kind: "persist"; readonly token: number; readonly record: ReplicaLogRecord; readonly sync: boolean };
+  | { readonly kind: "persist"; readonly token: number; readonly record: ReplicaLogRecord; readonly sync: boolean }
+  /**
+   * Copy every committed point `peer` holds that this replica lacks (point sync: the batches' bytes are gone there),
+   * then adopt the ids of `flushed` as committed here (durably), and report "points-synced".
+   */
+  | { readonly kind: "sync-points"; readonly peer: NodeId; readonly round: number; readonly flushed: readonly FlushedBatch[] };
 
 interface RecoveryRound {
   readonly ballot: Ballot;
@@ -83,6 +97,9 @@ export class ReplicaMachine {
   private catchup: CatchupRound | null = null;
   private catchupRounds = 0;
   private lastCatchupDoneMs = -Infinity;
+  /** HLC lower bound of the next round's lists: 0 (everything) until a round completes. */
+  private catchupFromHlc = 0n;
+  private catchupStartHlc = 0n;
 
   constructor(
     private readonly cfg: ReplicaConfig,
@@ -117,6 +134,9 @@ export class ReplicaMachine {
       case "receive":
         this.hlc.observe(ev.msg.hlc);
         this.onMessage(ev.msg);
+        break;
+      case "points-synced":
+        this.onPointsSynced(ev.peer, ev.round, ev.ok);
         break;
     }
     const out = this.out;
@@ -362,7 +382,9 @@ export class ReplicaMachine {
     // Otherwise: enough peers to make a majority with us.
     const needed = this.rebuilding ? peers.length : majorityOf(this.cfg.replicas.length) - 1;
     this.catchup = new CatchupRound(++this.catchupRounds, this.nowMs, needed);
-    for (const p of peers) this.send(p, { type: "catchup-list", round: this.catchup.round, includePrepared: this.rebuilding, fromHlc: 0n });
+    this.catchupStartHlc = this.hlc.now();
+    const fromHlc = this.rebuilding ? 0n : this.catchupFromHlc;
+    for (const p of peers) this.send(p, { type: "catchup-list", round: this.catchup.round, includePrepared: this.rebuilding, fromHlc });
     this.maybeFinishCatchup();
   }
 
@@ -386,17 +408,30 @@ export class ReplicaMachine {
 
   private onFetch(m: FetchMsg): void {
     const batches: FetchedBatch[] = [];
+    const flushed: FlushedBatch[] = [];
     for (const id of m.batchIds) {
       const rec = this.store.lookup(id);
+      if (rec === null || (rec.state !== "committed" && rec.state !== "prepared")) continue;
       const payload = this.store.payload(id);
-      if (rec === null || payload === null || (rec.state !== "committed" && rec.state !== "prepared")) continue;
-      batches.push({ batch: payload, state: rec.state, ballot: rec.ballot, replicas: rec.replicas });
+      if (payload !== null) batches.push({ batch: payload, state: rec.state, ballot: rec.ballot, replicas: rec.replicas });
+      else if (rec.state === "committed") {
+        const meta = this.store.flushedMeta(id);
+        if (meta !== null) flushed.push(meta);
+      }
     }
-    this.send(m.from, { type: "fetch-reply", round: m.round, batches } satisfies Omit<FetchReplyMsg, "from" | "hlc" | "shardId">);
+    this.send(m.from, { type: "fetch-reply", round: m.round, batches, flushed } satisfies Omit<FetchReplyMsg, "from" | "hlc" | "shardId">);
   }
 
   private onFetchReply(m: FetchReplyMsg): void {
     const round = this.catchup !== null && this.catchup.round === m.round ? this.catchup : null;
+    if (round !== null && m.flushed.length > 0) {
+      const want = m.flushed.filter((f) => !this.holdsCommitted(f.batchId, f.sha256) && round.outstanding.has(f.batchId));
+      for (const f of m.flushed) if (this.holdsCommitted(f.batchId, f.sha256)) round.outstanding.delete(f.batchId);
+      if (want.length > 0 && !round.syncing.has(m.from)) {
+        round.syncing.set(m.from, want.map((f) => f.batchId));
+        this.out.push({ kind: "sync-points", peer: m.from, round: round.round, flushed: want });
+      }
+    }
     for (const f of m.batches) {
       if (f.state === "prepared" && !this.rebuilding) continue;
       if (!digestMatches(f)) continue; // damaged in transit or at the peer: another round asks again
@@ -410,6 +445,21 @@ export class ReplicaMachine {
         });
       }
     }
+  }
+
+  private holdsCommitted(batchId: string, sha256: string): boolean {
+    const r = this.store.lookup(batchId);
+    return r !== null && r.state === "committed" && r.sha256 === sha256;
+  }
+
+  /** The host copied a peer's points and adopted the flushed ids it was given: those are no longer outstanding. */
+  private onPointsSynced(peer: NodeId, roundNo: number, ok: boolean): void {
+    const round = this.catchup;
+    if (round === null || round.round !== roundNo) return;
+    const ids = round.syncing.get(peer) ?? [];
+    if (!ok) return; // the round stalls and is retried after catchupIntervalMs
+    for (const id of ids) if (this.store.lookup(id)?.state === "committed") round.outstanding.delete(id);
+    this.maybeFinishCatchup();
   }
 
   private installFetched(f: FetchedBatch): void {
@@ -446,6 +496,9 @@ export class ReplicaMachine {
     if (round === null || !round.complete) return;
     this.catchup = null;
     this.lastCatchupDoneMs = this.nowMs;
+    const overlap = Hlc.spanOfMs(this.cfg.catchupOverlapMs ?? 600_000);
+    const from = this.catchupStartHlc - overlap;
+    this.catchupFromHlc = from > 0n ? from : 0n;
     if (!this.rebuilding) {
       this.upToDate = true;
       return;

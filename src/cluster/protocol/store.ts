@@ -11,7 +11,7 @@
 import { assert } from "../../core/assert.js";
 import { decodeBatch, sameValue, type Batch } from "../../core/batch.js";
 import type { ConflictingPoint } from "../../core/errors.js";
-import { compareBallot, maxBallot, type Ballot, type BatchPayload, type BatchSummary, type FetchedBatch, type NodeId } from "./messages.js";
+import { compareBallot, maxBallot, type Ballot, type BatchPayload, type BatchSummary, type FetchedBatch, type FlushedBatch, type NodeId } from "./messages.js";
 
 /**
  * prepared: holds the content durably, points reserved, votes "commit" at `ballot`.
@@ -59,6 +59,8 @@ export interface ReplicaStore {
   list(state: "committed" | "prepared", fromHlc: bigint): StoredBatch[];
   /** The bytes of a prepared or committed batch. */
   payload(batchId: string): BatchPayload | null;
+  /** A committed batch whose bytes are gone (flushed into a block): what a peer needs to adopt its id; else null. */
+  flushedMeta(batchId: string): FlushedBatch | null;
 }
 
 /** What the replica machine appends to its WAL. `sync` says whether the reply waits for fsync. */
@@ -239,6 +241,11 @@ export class MemoryStore implements ReplicaStore {
   payload(batchId: string): BatchPayload | null {
     const r = this.recs.get(batchId);
     return r !== undefined && (r.state === "prepared" || r.state === "committed") ? r.payload : null;
+  }
+
+  /** Never: this store keeps every batch's bytes. */
+  flushedMeta(_batchId: string): FlushedBatch | null {
+    return null;
   }
 
   /** Test/simulator view: every committed point as key → value, and which batch ids are committed. */

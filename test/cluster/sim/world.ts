@@ -163,7 +163,7 @@ export class World {
       n.store,
       n.hlc,
     );
-    n.gateway = new GatewayMachine({ node: n.id, lagLimitMs: 25, retransmitMs: 10, commitTimeoutMs: 80, ballotRestartsMax: 3, incarnation: n.incarnation }, n.hlc);
+    n.gateway = new GatewayMachine({ node: n.id, lagLimitMs: 25, prepareTimeoutMs: 100, retransmitMs: 10, commitTimeoutMs: 80, ballotRestartsMax: 3, incarnation: n.incarnation }, n.hlc);
     this.trace(`${n.id} boot #${n.incarnation}${rebuilding ? " (rebuilding: empty disk)" : ""} records=${n.disk.length}`);
   }
 
@@ -202,6 +202,7 @@ export class World {
   private replicaEffects(n: SimNode, effects: ReplicaEffect[]): void {
     for (const e of effects) {
       if (e.kind === "send") this.sendMsg(n.id, e.to, e.msg);
+      else if (e.kind === "sync-points") throw new Error("the simulator's MemoryStore keeps every batch's bytes: no point sync can be asked for");
       else {
         n.disk.push({ record: e.record, token: e.token, sync: e.sync });
         if (e.sync) {
