@@ -4,7 +4,7 @@
 
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { PlaygroundError, parseNodeArgs } from "../cluster/playground/layout.js";
+import { PlaygroundError, parseNodeArgs, readClusterFile } from "../cluster/playground/layout.js";
 import { isHqError } from "../core/errors.js";
 import type { PlaygroundEnv } from "../cluster/playground/playground.js";
 import { CliError } from "./http.js";
@@ -26,6 +26,77 @@ function port(v: string): number {
   const n = Number(v);
   if (!/^[0-9]+$/.test(v) || n < 1024 || n > 65535) throw new InvalidArgumentError("must be a port number 1024..65535");
   return n;
+}
+
+// ---------------------------------------------------------------- status: integrity
+
+/**
+ * The `integrity` object of a node's GET /hq/v1/cluster, when it has one: `{ scrub: { passes, findings,
+ * lastPassAt }, repairs: { total, byKind, last } }` (issue 4). Null when the node does not answer or has none.
+ */
+async function integrityOf(http: string): Promise<Record<string, unknown> | null> {
+  try {
+    const res = await fetch(`${http}/hq/v1/cluster`, { signal: AbortSignal.timeout(2000) });
+    if (res.status !== 200) return null;
+    const v = ((await res.json()) as { integrity?: unknown }).integrity;
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Every node's integrity object by node id (empty when cluster.json cannot be read: status reports that itself). */
+async function integrityByNode(dir: string): Promise<Map<string, Record<string, unknown> | null>> {
+  let nodes: { id: string; http: string }[];
+  try {
+    nodes = readClusterFile(dir).nodes;
+  } catch {
+    return new Map();
+  }
+  return new Map(await Promise.all(nodes.map(async (n) => [n.id, await integrityOf(n.http)] as const)));
+}
+
+const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
+const count = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : Array.isArray(v) ? v.length : null);
+
+/** The INTEGRITY cell, e.g. "scrub 3 passes, 0 findings; 2 repairs"; "-" when the node gave none. */
+export function formatIntegrity(integrity: unknown): string {
+  if (typeof integrity !== "object" || integrity === null) return "-";
+  const i = integrity as { scrub?: unknown; repairs?: unknown };
+  const parts: string[] = [];
+  if (typeof i.scrub === "object" && i.scrub !== null) {
+    const s = i.scrub as { passes?: unknown; findings?: unknown };
+    const passes = count(s.passes);
+    const findings = count(s.findings);
+    parts.push(`scrub ${passes === null ? "? passes" : plural(passes, "pass", "passes")}, ${findings === null ? "? findings" : plural(findings, "finding", "findings")}`);
+  }
+  if (typeof i.repairs === "object" && i.repairs !== null) {
+    const total = count((i.repairs as { total?: unknown }).total);
+    parts.push(total === null ? "? repairs" : plural(total, "repair", "repairs"));
+  }
+  return parts.length === 0 ? "-" : parts.join("; ");
+}
+
+/**
+ * Adds an INTEGRITY column at the right of the node table of `formatStatus`'s text (the line starting with
+ * "NODE" and one line per node after it); when that table is not found, appends one line per node instead.
+ */
+export function withIntegrityColumn(text: string, nodeIds: readonly string[], cells: ReadonlyMap<string, string>): string {
+  const lines = text.split("\n");
+  const h = lines.findIndex((l) => /^NODE\s/.test(l));
+  const rows = h < 0 ? [] : lines.slice(h + 1, h + 1 + nodeIds.length);
+  const aligned = h >= 0 && rows.length === nodeIds.length && rows.every((l, k) => l.startsWith(nodeIds[k]!) && /\s/.test(l.charAt(nodeIds[k]!.length)));
+  if (!aligned) {
+    const extra = ["", "integrity:", ...nodeIds.map((id) => `  ${id}  ${cells.get(id) ?? "-"}`)];
+    const end = text.endsWith("\n") ? lines.slice(0, -1) : lines;
+    return [...end, ...extra].join("\n") + "\n";
+  }
+  const width = Math.max(...[lines[h]!, ...rows].map((l) => l.length));
+  lines[h] = `${lines[h]!.padEnd(width)}  INTEGRITY`;
+  nodeIds.forEach((id, k) => {
+    lines[h + 1 + k] = `${lines[h + 1 + k]!.padEnd(width)}  ${cells.get(id) ?? "-"}`.trimEnd();
+  });
+  return lines.join("\n");
 }
 
 /** `hqts cluster up`: starts everything, then stays in the foreground until SIGINT/SIGTERM. */
@@ -83,7 +154,8 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
     .command("status")
     .description(
       "health and replication state (running, rebuilding, joining) of every node, health of every etcd member,\n" +
-        "etcd's leader, the registered members, the shard map, the coordinator",
+        "etcd's leader, the registered members, the shard map, the coordinator; INTEGRITY: scrub passes and findings\n" +
+        "and repairs recorded, when the node reports them (details: hqts repairs --dir DIR)",
     )
     .addOption(dirOpt())
     .option("--json", "print the report as JSON", false)
@@ -91,8 +163,19 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
       act(async (o: { dir: string; json: boolean }) =>
         wrap(async () => {
           const { status, formatStatus } = await pg();
-          const r = await status({ dir: o.dir });
-          process.stdout.write(o.json ? JSON.stringify(r, null, 2) + "\n" : formatStatus(r));
+          const [r, integrity] = await Promise.all([status({ dir: o.dir }), integrityByNode(o.dir)]);
+          // The node's `integrity` (scrub passes and findings, repairs), when it gives one: a column and a JSON field.
+          const report = { ...r, nodes: r.nodes.map((n) => ({ ...n, integrity: integrity.get(n.id) ?? null })) };
+          const cells = new Map(report.nodes.map((n) => [n.id, formatIntegrity(n.integrity)]));
+          process.stdout.write(
+            o.json
+              ? JSON.stringify(report, null, 2) + "\n"
+              : withIntegrityColumn(
+                  formatStatus(r),
+                  r.nodes.map((n) => n.id),
+                  cells,
+                ),
+          );
         }),
       ),
     );

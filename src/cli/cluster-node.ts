@@ -18,7 +18,7 @@ import { applyLogRecord, type ReplicaLogRecord } from "../cluster/protocol/store
 import { Transport } from "../cluster/transport.js";
 import { MajorityReader } from "../cluster/majority-read.js";
 import { PeerReader, peerReadRoute } from "../cluster/peer-read.js";
-import { adoptFlushed, PointSync } from "../cluster/point-sync.js";
+import { adoptFlushed, PointSync, type InstallReport, type SyncReport } from "../cluster/point-sync.js";
 import type { FlushedBatch } from "../cluster/protocol/messages.js";
 import { Engine, type EngineOptions } from "../storage/engine.js";
 
@@ -53,6 +53,8 @@ export interface ReplicatedStorage {
   /** The node has rebuilt from its peers at least once (a "rebuilt" record is durable): it may vote. */
   rebuilt: boolean;
   persist(record: ReplicaLogRecord, sync: boolean): Promise<void>;
+  /** Called once a "rebuilt" record is durable (a rebuild from the peers is complete). */
+  readonly onRebuilt: (() => void)[];
 }
 
 /** Opens the engine for a replica: its WAL replays the replica log into the protocol's store. */
@@ -86,8 +88,12 @@ export async function openReplicatedEngine(opts: EngineOptions): Promise<Replica
     async persist(record, _sync) {
       // Every record rides the WAL's group commit; waiting for the fsync of unsynced marks costs nothing extra.
       await rs.engine.appendReplicaLog(encodeLogRecord(record));
-      if (record.type === "rebuilt") rs.rebuilt = true;
+      if (record.type === "rebuilt") {
+        rs.rebuilt = true;
+        for (const f of rs.onRebuilt) f();
+      }
     },
+    onRebuilt: [],
   };
   bound.store = new EngineStore(rs.engine);
   await rs.engine.open();
@@ -120,6 +126,7 @@ export class Replication {
       replicationFactor: () => this.shardReplicas?.length ?? replicationFactor,
       selfCounts: () => this.rs.rebuilt,
       log,
+      onRepair: (url, r) => this.onReadRepair?.(url, r),
     });
   }
 
@@ -128,11 +135,33 @@ export class Replication {
     return peerReadRoute(() => this.rs.engine);
   }
 
-  /** Catch-up of a peer's flushed batches: copy its points, then adopt the batch ids (docs/protocol.md). */
+  /** Told of every read repair that stored points. */
+  onReadRepair: ((peerUrl: string, report: InstallReport) => void) | null = null;
+
+  /** Told of every point sync the protocol asked for (catch-up of flushed batches, or a rebuild). */
+  onPointSync: ((peerUrl: string, report: SyncReport, rebuilding: boolean, adopted: readonly string[]) => void) | null = null;
+
+  /** Catch-up of a peer's flushed batches, or a rebuild: copy its points, then adopt the batch ids (docs/protocol.md). */
   private async syncPoints(peerUrl: string, flushed: readonly FlushedBatch[]): Promise<void> {
+    const rebuilding = !this.rs.rebuilt;
     const r = await this.pointSync.syncFrom(peerUrl);
     for (const f of flushed) await adoptFlushed(this.rs.engine, f);
-    this.log.info({ ...r, install: r.install, adopted: flushed.length }, "point sync from a peer");
+    this.log.info({ ...r, install: r.install, adopted: flushed.length, rebuilding }, "point sync from a peer");
+    this.onPointSync?.(peerUrl, r, rebuilding, flushed.map((f) => f.batchId));
+  }
+
+  /** Stored data was lost while running: stop counting this replica and voting until rebuilt from every peer. */
+  dataLost(): void {
+    this.rs.rebuilt = false;
+    this.driver?.dataLost();
+  }
+
+  /** The other replicas of this node's shard and their URLs (empty until the node knows its shard). */
+  peerList(): { id: string; url: string }[] {
+    return (this.shardReplicas ?? []).filter((id) => id !== this.nodeId).flatMap((id) => {
+      const url = this.peers.get(id);
+      return url === undefined ? [] : [{ id, url }];
+    });
   }
 
   /** For the inbound message route; messages before the driver exists are dropped (peers resend). */

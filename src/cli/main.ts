@@ -70,6 +70,9 @@ export function buildProgram(): Command {
     .option("--shutdown-timeout <duration>", "on SIGTERM/SIGINT, how long in-flight requests may take to finish", "30s")
     .option("--head-samples-max <n>", "cut the in-memory head into a block once it holds this many samples (default 4000000)", positiveInt("--head-samples-max"))
     .option("--flush-interval <duration>", "...or once its oldest unflushed write is this old, e.g. 30m, 5s (default 30m)")
+    .option("--scrub-rate <bytes/s>", "cluster mode: re-read and check every WAL segment and block at this many bytes per second; 0 turns the scrubber off (default 8388608)")
+    .option("--scrub-pass-interval <duration>", "cluster mode: least time from the start of one scrub pass to the next (default 60s)")
+    .option("--anti-entropy-interval <duration>", "cluster mode: pause between anti-entropy rounds with the other replicas; 0 turns it off (default 60s)")
     .option("--node-id <id>", "cluster mode: this node's id, unique in the cluster (1-64 of [A-Za-z0-9_.-])")
     .option("--etcd <urls>", "cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379,http://10.0.0.2:2379)")
     .option("--cluster <name>", "cluster mode: cluster name; its metadata lives under /hqts/<name>/ in etcd", "default")
@@ -189,6 +192,52 @@ export function buildProgram(): Command {
       await runLabels(name, { ...o, url: baseUrl(o.url), timeoutMs: o.timeout * 1000 }, process.stdout);
     }),
   );
+
+  program
+    .command("repairs")
+    .description(
+      "list the repairs a node made and recorded in its repair log (GET /hq/v1/repairs): data copied from a peer after\n" +
+        "WAL or block damage, a rebuild after a lost data directory, catch-up, anti-entropy convergence, read repair.\n" +
+        "Prints a table (time, id, kind, trigger, where, from peer, outcome, points stored) or, with --json, the records.\n" +
+        "With --dir, asks every node of a playground (DIR/cluster.json) and merges their records by time",
+    )
+    .addOption(new Option("--url <url>", "node to ask, e.g. http://127.0.0.1:8428").env("HQTS_URL"))
+    .option("--dir <dir>", "a playground directory: ask every node listed in DIR/cluster.json instead of one --url")
+    .option("--since <id>", "only records with a larger id (one node's ids, so --url only): the oldest --limit of them, to page forward")
+    .option("--kind <kind>", "only records of this kind; several comma-separated (wal-damage, block-damage, block-missing, data-loss, catch-up, anti-entropy, read-repair)")
+    .option("--limit <n>", "at most this many records, 1-10000 (without --since: the newest)", positiveInt("--limit"), 100)
+    .option("--json", "print the records as a JSON array instead of a table", false)
+    .addOption(timeoutOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n" +
+        "  hqts repairs --url http://127.0.0.1:8428\n" +
+        "  hqts repairs --url http://127.0.0.1:8428 --kind wal-damage,block-damage --json\n" +
+        "  hqts repairs --url http://127.0.0.1:8428 --since 42        # what came after record 42\n" +
+        "  hqts repairs --dir data/playground                         # every node, merged by time\n" +
+        "\nExit codes: 0 ok; 1 a node failed or did not answer (with --dir, after printing what the others answered); 2 bad usage.\n" +
+        "Fields and the log file: docs/repairs.md",
+    )
+    .action(
+      act(async (o: { url?: string; dir?: string; since?: string; kind?: string; limit: number; json: boolean; timeout: number }, cmd: Command) => {
+        const { runRepairs } = await import("./repairs-cmd.js");
+        // HQTS_URL in the environment does not count against an explicit --dir.
+        const url = o.url === "" || (o.dir !== undefined && cmd.getOptionValueSource("url") === "env") ? undefined : o.url;
+        await runRepairs(
+          {
+            ...(url !== undefined ? { url: baseUrl(url) } : {}),
+            ...(o.dir !== undefined ? { dir: o.dir } : {}),
+            ...(o.since !== undefined ? { since: o.since } : {}),
+            ...(o.kind !== undefined ? { kind: o.kind } : {}),
+            limit: o.limit,
+            json: o.json,
+            timeoutMs: o.timeout * 1000,
+          },
+          process.stdout,
+          process.stderr,
+        );
+      }),
+    );
 
   addClusterCommands(program, act);
 

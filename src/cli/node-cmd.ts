@@ -16,6 +16,10 @@ import { ClusterAgent } from "../cluster/membership.js";
 import { EtcdMeta, parseEndpoints } from "../cluster/etcd.js";
 import { inboundRoute } from "../cluster/transport.js";
 import { peerReadRoute } from "../cluster/peer-read.js";
+import { RepairLog } from "../repair/log.js";
+import { repairsRoute } from "../repair/route.js";
+import { SCRUB_BYTES_PER_SECOND_DEFAULT, SCRUB_PASS_INTERVAL_MS_DEFAULT } from "../storage/scrubber.js";
+import { NodeIntegrity } from "./integrity-node.js";
 import type { Engine } from "../storage/engine.js";
 import { UnavailableError } from "../core/errors.js";
 import { openReplicatedEngine, Replication } from "./cluster-node.js";
@@ -34,6 +38,9 @@ export interface NodeOptions {
   headSamplesMax?: number;
   /** Engine: ...or once its oldest unflushed write is this old (a duration, e.g. 30m). */
   flushInterval?: string;
+  scrubRate?: string;
+  scrubPassInterval?: string;
+  antiEntropyInterval?: string;
   /** Cluster mode: etcd client URLs, comma-separated. */
   etcd?: string;
   nodeId?: string;
@@ -87,6 +94,10 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   const retentionMs = opts.retention === undefined ? null : parseDuration(opts.retention, "--retention");
   const shutdownMs = parseDuration(opts.shutdownTimeout, "--shutdown-timeout") ?? 30_000;
   const flushIntervalMs = opts.flushInterval === undefined ? undefined : parsePositiveDuration(opts.flushInterval, "--flush-interval");
+  const scrubRate = opts.scrubRate === undefined ? SCRUB_BYTES_PER_SECOND_DEFAULT : Number(opts.scrubRate);
+  if (!Number.isSafeInteger(scrubRate) || scrubRate < 0) throw new CliError(`--scrub-rate: expected bytes per second (0 turns it off), got "${opts.scrubRate}"`, 2);
+  const scrubPassIntervalMs = opts.scrubPassInterval === undefined ? SCRUB_PASS_INTERVAL_MS_DEFAULT : parsePositiveDuration(opts.scrubPassInterval, "--scrub-pass-interval");
+  const antiEntropyIntervalMs = opts.antiEntropyInterval === undefined ? 60_000 : parseDuration(opts.antiEntropyInterval, "--anti-entropy-interval");
   const limits: Limits = { ...DEFAULT_LIMITS, ...(opts.maxBodyBytes !== undefined ? { bodyBytesMax: opts.maxBodyBytes } : {}) };
   const dataDir = resolve(opts.data);
   const log = pino({ level: opts.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
@@ -113,6 +124,8 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   const registry = new Registry();
   let replication: Replication | null = null;
   let replicaEngine: Engine | null = null;
+  let repairs: RepairLog | null = null;
+  let integrity: NodeIntegrity | null = null;
   const hq = createHqServer({
     limits,
     log,
@@ -120,13 +133,18 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     version: VERSION,
     ...(etcdEndpoints !== null
       ? {
-          clusterInfo: () => ({ ...(agent?.view() ?? { state: "joining" }), replication: replication?.stats() ?? { state: "opening" } }),
+          clusterInfo: () => ({
+            ...(agent?.view() ?? { state: "joining" }),
+            replication: replication?.stats() ?? { state: "opening" },
+            integrity: integrity?.stats() ?? null,
+          }),
           extraRoutes: [
             inboundRoute((msg) => replication?.deliver(msg)),
             peerReadRoute(() => {
               if (replicaEngine === null) throw new UnavailableError("the node is starting", 1);
               return replicaEngine;
             }),
+            repairsRoute(() => repairs),
           ],
         }
       : {}),
@@ -142,7 +160,9 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     stopping = true;
     log.info({ signal, inFlight: hq.inFlight(), deadlineMs: shutdownMs }, "shutting down: finishing in-flight requests");
     try {
+      if (integrity !== null) await integrity.stop();
       if (replication !== null) await replication.stop();
+      if (repairs !== null) await repairs.close();
       if (agent !== null) await agent.stop();
       await hq.shutdown(shutdownMs);
       log.info("stopped cleanly");
@@ -176,12 +196,19 @@ export async function runNode(opts: NodeOptions): Promise<void> {
       ...(flushIntervalMs !== undefined ? { flushIntervalMs } : {}),
     };
     if (etcdEndpoints !== null) {
-      const rs = await openReplicatedEngine(engineOpts);
+      // A replica never refuses to start over damage: it quarantines it and rebuilds what was lost from its peers.
+      const rs = await openReplicatedEngine({ ...engineOpts, onDamage: "quarantine" });
       engine = rs.engine;
       replication = new Replication(rs, opts.nodeId!, log, opts.replicationFactor ?? 3);
       hq.setWriter(replication.writer);
       hq.setReader(replication.reader);
       replicaEngine = rs.engine;
+      repairs = await RepairLog.open(dataDir, opts.nodeId!, registry, { log });
+      integrity = new NodeIntegrity(rs, replication, repairs, dataDir, log, registry, {
+        scrubBytesPerSecond: scrubRate === 0 ? null : scrubRate,
+        scrubPassIntervalMs,
+        antiEntropyIntervalMs,
+      });
     } else engine = await openEngine(engineOpts);
   } catch (e) {
     log.fatal({ err: e }, "cannot open the storage engine");
@@ -214,6 +241,8 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     }
     // Not awaited for readiness: the node serves whether or not etcd answers.
     void agent.start();
+    // Before joining: damage found at open makes the replica rebuild, and the driver reads that when it starts.
+    await integrity!.start();
     replication!.join(agent);
   }
 }

@@ -19,7 +19,7 @@ import type { MatcherSets, SelectedSeries, SelectOptions } from "../storage/engi
 import type { BatchMeta, PeerReader } from "./peer-read.js";
 import { majorityOf } from "./protocol/recovery.js";
 import { mergeSelections, unionSorted, type MissingPoints } from "./read-merge.js";
-import { installPoints } from "./point-sync.js";
+import { installPoints, type InstallReport } from "./point-sync.js";
 
 export interface ReadOutcome<T> {
   readonly value: T;
@@ -43,6 +43,8 @@ export interface MajorityReaderDeps {
   readonly hedgeMs?: number;
   /** Read repairs running at once; more are dropped (anti-entropy and catch-up get them later). Default 4. */
   readonly repairsInFlightMax?: number;
+  /** Told of every read repair that stored points (the node records it). */
+  onRepair?(peerUrl: string, report: InstallReport): void;
 }
 
 export interface MajorityReadStats {
@@ -77,11 +79,11 @@ export class MajorityReader {
     const local = this.deps.engine.select(sets, opts).filter((s) => s.timestampsNs.length > 0);
     const g = await this.gather((url) => this.deps.reader.select(url, sets, opts), allowPartial);
     let merged = local;
-    for (const ans of g.answers) {
+    for (const [url, ans] of g.answers) {
       const m = mergeSelections(merged, ans.series);
       merged = m.series;
       this.counters.divergentPoints += m.divergent;
-      if (m.missing.length > 0) this.readRepair(m.missing, ans.batches);
+      if (m.missing.length > 0) this.readRepair(url, m.missing, ans.batches);
     }
     return { value: merged, partial: g.partial, replicasRead: g.answers.length + 1 };
   }
@@ -91,7 +93,7 @@ export class MajorityReader {
     const g = await this.gather((url) => this.deps.reader.series(url, sets, startNs, endNs, seriesMax), allowPartial);
     const byKey = new Map<string, Labels>();
     for (const l of local) byKey.set(seriesKey(l), l);
-    for (const ans of g.answers) for (const l of ans) if (!byKey.has(seriesKey(l))) byKey.set(seriesKey(l), l);
+    for (const [, ans] of g.answers) for (const l of ans) if (!byKey.has(seriesKey(l))) byKey.set(seriesKey(l), l);
     const value = [...byKey].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, l]) => l);
     return { value, partial: g.partial, replicasRead: g.answers.length + 1 };
   }
@@ -99,20 +101,20 @@ export class MajorityReader {
   async labelNames(sets: MatcherSets | null, startNs: bigint, endNs: bigint, allowPartial: boolean): Promise<ReadOutcome<string[]>> {
     const local = this.deps.engine.labelNames(sets, startNs, endNs);
     const g = await this.gather((url) => this.deps.reader.labelNames(url, sets, startNs, endNs), allowPartial);
-    return { value: unionSorted([local, ...g.answers]), partial: g.partial, replicasRead: g.answers.length + 1 };
+    return { value: unionSorted([local, ...g.answers.map(([, a]) => a)]), partial: g.partial, replicasRead: g.answers.length + 1 };
   }
 
   async labelValues(name: string, sets: MatcherSets | null, startNs: bigint, endNs: bigint, allowPartial: boolean): Promise<ReadOutcome<string[]>> {
     const local = this.deps.engine.labelValues(name, sets, startNs, endNs);
     const g = await this.gather((url) => this.deps.reader.labelValues(url, name, sets, startNs, endNs), allowPartial);
-    return { value: unionSorted([local, ...g.answers]), partial: g.partial, replicasRead: g.answers.length + 1 };
+    return { value: unionSorted([local, ...g.answers.map(([, a]) => a)]), partial: g.partial, replicasRead: g.answers.length + 1 };
   }
 
   /**
    * Answers from enough peers to make a majority with this replica. Peers are asked one by one (rotating, so the
    * load spreads), the next one as soon as one fails or every one asked is slower than hedgeMs.
    */
-  private gather<T>(ask: (url: string) => Promise<T>, allowPartial: boolean): Promise<{ answers: T[]; partial: boolean }> {
+  private gather<T>(ask: (url: string) => Promise<T>, allowPartial: boolean): Promise<{ answers: [string, T][]; partial: boolean }> {
     this.counters.reads++;
     const needed = majorityOf(this.deps.replicationFactor()) - (this.deps.selfCounts() ? 1 : 0);
     if (needed <= 0) return Promise.resolve({ answers: [], partial: false });
@@ -120,7 +122,7 @@ export class MajorityReader {
     const start = all.length === 0 ? 0 : this.rotation++ % all.length;
     const peers = [...all.slice(start), ...all.slice(0, start)];
     return new Promise((resolve, reject) => {
-      const answers: T[] = [];
+      const answers: [string, T][] = [];
       const errors: string[] = [];
       let next = 0;
       let inFlight = 0;
@@ -160,7 +162,7 @@ export class MajorityReader {
           (v) => {
             inFlight--;
             if (done) return;
-            answers.push(v);
+            answers.push([url, v]);
             check();
           },
           (e: unknown) => {
@@ -178,7 +180,7 @@ export class MajorityReader {
     });
   }
 
-  private readRepair(missing: readonly MissingPoints[], batches: ReadonlyMap<string, BatchMeta>): void {
+  private readRepair(peerUrl: string, missing: readonly MissingPoints[], batches: ReadonlyMap<string, BatchMeta>): void {
     if (this.repairsInFlight >= this.repairsMax) {
       this.counters.repairsDropped++;
       return;
@@ -193,7 +195,10 @@ export class MajorityReader {
       (r) => {
         this.repairsInFlight--;
         this.counters.pointsRepaired += r.stored;
-        if (r.stored > 0) this.deps.log.info({ ...r }, "read repair: stored points a peer had and this replica lacked");
+        if (r.stored > 0) {
+          this.deps.log.info({ ...r, peer: peerUrl }, "read repair: stored points a peer had and this replica lacked");
+          this.deps.onRepair?.(peerUrl, r);
+        }
       },
       (e: unknown) => {
         this.repairsInFlight--;

@@ -234,6 +234,12 @@ export class NodeDriver {
     this.dispatch(msg);
   }
 
+  /** Stored data was lost while running (a damaged block taken out): stop voting and rebuild from every peer. */
+  dataLost(): void {
+    this.log.warn("stored data lost: rebuilding from every peer before voting again");
+    this.stepReplica({ kind: "data-lost" });
+  }
+
   /** The transport could not connect to `peerUrl` (wire it to Transport's `onUnreachable`). */
   onUnreachable(peerUrl: string): void {
     if (this.state !== "running") return;

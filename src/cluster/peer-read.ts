@@ -288,6 +288,15 @@ export function peerReadRoute(engine: () => Engine): InboundRoute {
 
 // ---- the asking side ---------------------------------------------------------------
 
+/** Bytes and requests of the questions asked with it (a caller's own account: anti-entropy reports its cost). */
+export interface ReadMeter {
+  requests: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export const newMeter = (): ReadMeter => ({ requests: 0, bytesSent: 0, bytesReceived: 0 });
+
 export interface PeerReadOptions {
   /** Per question. A peer slower than this counts as not answering. */
   timeoutMs?: number;
@@ -306,8 +315,10 @@ export class PeerReader {
     this.sockets = opts.socketsPerPeer ?? 4;
   }
 
-  async select(peerUrl: string, sets: MatcherSets, opts: SelectOptions, keys?: readonly string[]): Promise<SelectAnswer> {
-    const body = await this.ask(peerUrl, {
+  async select(peerUrl: string, sets: MatcherSets, opts: SelectOptions, keys?: readonly string[], meter?: ReadMeter): Promise<SelectAnswer> {
+    const body = await this.ask(
+      peerUrl,
+      {
       op: "select",
       sets: setsToWire(sets),
       startNs: opts.startNs.toString(),
@@ -315,8 +326,10 @@ export class PeerReader {
       includeInferred: opts.includeInferred,
       seriesMax: opts.seriesMax,
       samplesMax: opts.samplesMax,
-      ...(keys !== undefined ? { keys: [...keys] } : {}),
-    });
+        ...(keys !== undefined ? { keys: [...keys] } : {}),
+      },
+      meter,
+    );
     return decodeSelectAnswer(body, `peer ${peerUrl}`);
   }
 
@@ -334,14 +347,14 @@ export class PeerReader {
     return stringList(peerUrl, await this.askJson(peerUrl, { op: "labelValues", name, sets: setsToWire(sets), startNs: startNs.toString(), endNs: endNs.toString() }));
   }
 
-  async digestWindows(peerUrl: string, startNs: bigint, endNs: bigint, windowNs: bigint): Promise<WindowDigestWire[]> {
-    const v = await this.askJson(peerUrl, { op: "digestWindows", startNs: startNs.toString(), endNs: endNs.toString(), windowNs: windowNs.toString() });
+  async digestWindows(peerUrl: string, startNs: bigint, endNs: bigint, windowNs: bigint, meter?: ReadMeter): Promise<WindowDigestWire[]> {
+    const v = await this.askJson(peerUrl, { op: "digestWindows", startNs: startNs.toString(), endNs: endNs.toString(), windowNs: windowNs.toString() }, meter);
     if (!Array.isArray(v)) throw new HqError("internal", `peer ${peerUrl}: digest answer is not a list`);
     return (v as { startNs: string; count: number; hash: string }[]).map((d) => ({ startNs: BigInt(d.startNs), count: d.count, hash: BigInt(d.hash) }));
   }
 
-  async digestSeries(peerUrl: string, startNs: bigint, endNs: bigint): Promise<SeriesDigestWire[]> {
-    const v = await this.askJson(peerUrl, { op: "digestSeries", startNs: startNs.toString(), endNs: endNs.toString() });
+  async digestSeries(peerUrl: string, startNs: bigint, endNs: bigint, meter?: ReadMeter): Promise<SeriesDigestWire[]> {
+    const v = await this.askJson(peerUrl, { op: "digestSeries", startNs: startNs.toString(), endNs: endNs.toString() }, meter);
     if (!Array.isArray(v)) throw new HqError("internal", `peer ${peerUrl}: digest answer is not a list`);
     return (v as { key: string; count: number; hash: string }[]).map((d) => ({ key: d.key, count: d.count, hash: BigInt(d.hash) }));
   }
@@ -351,8 +364,8 @@ export class PeerReader {
     this.agents.clear();
   }
 
-  private async askJson(peerUrl: string, q: PeerReadRequest): Promise<unknown> {
-    const body = await this.ask(peerUrl, q);
+  private async askJson(peerUrl: string, q: PeerReadRequest, meter?: ReadMeter): Promise<unknown> {
+    const body = await this.ask(peerUrl, q, meter);
     try {
       return JSON.parse(Buffer.from(body).toString("utf8"));
     } catch (e) {
@@ -360,7 +373,7 @@ export class PeerReader {
     }
   }
 
-  private ask(peerUrl: string, q: PeerReadRequest): Promise<Uint8Array> {
+  private ask(peerUrl: string, q: PeerReadRequest, meter?: ReadMeter): Promise<Uint8Array> {
     let agent = this.agents.get(peerUrl);
     if (agent === undefined) {
       agent = new Agent({ keepAlive: true, maxSockets: this.sockets, maxFreeSockets: this.sockets });
@@ -368,6 +381,10 @@ export class PeerReader {
     }
     const text = JSON.stringify(q);
     const url = new URL(INTERNAL_READ_PATH, peerUrl);
+    if (meter !== undefined) {
+      meter.requests++;
+      meter.bytesSent += Buffer.byteLength(text);
+    }
     return new Promise<Uint8Array>((resolve, reject) => {
       const fail = (why: string): void => reject(new UnavailableError(`peer ${peerUrl} did not answer a read: ${why}`, 1));
       const req = request(
@@ -388,6 +405,7 @@ export class PeerReader {
           res.on("error", (e) => fail(e.message));
           res.on("end", () => {
             const body = Buffer.concat(chunks);
+            if (meter !== undefined) meter.bytesReceived += body.length;
             if (res.statusCode === 200) return resolve(new Uint8Array(body.buffer, body.byteOffset, body.length));
             let err: { code?: string; error?: string; retryable?: boolean } = {};
             try {

@@ -20,7 +20,8 @@ import type { Labels } from "../core/labels.js";
 import type { Engine } from "../storage/engine.js";
 import type { SelectedSeries } from "../storage/engine-api.js";
 import type { FlushedBatch } from "./protocol/messages.js";
-import { ALL_SERIES, type BatchMeta, type PeerReader } from "./peer-read.js";
+import { ALL_SERIES, newMeter, setsForKeys, type BatchMeta, type PeerReader, type ReadMeter } from "./peer-read.js";
+import { mergeSeries } from "./read-merge.js";
 
 export const INT64_MIN = -(1n << 63n);
 export const INT64_MAX = (1n << 63n) - 1n;
@@ -120,6 +121,8 @@ export interface SyncReport {
   seriesFetched: number;
   samplesFetched: number;
   install: InstallReport;
+  /** What the comparison and copy cost on the wire (both directions, HTTP bodies). */
+  traffic: ReadMeter;
   ms: number;
 }
 
@@ -154,8 +157,8 @@ export class PointSync {
   /** Copies what `peerUrl` holds committed in [startNs, endNs] and this node lacks. */
   async syncFrom(peerUrl: string, startNs = INT64_MIN, endNs = INT64_MAX): Promise<SyncReport> {
     const started = Date.now();
-    const report: SyncReport = { peer: peerUrl, windows: 0, windowsDiffering: 0, seriesFetched: 0, samplesFetched: 0, install: zeroInstall(), ms: 0 };
-    const theirs = await this.reader.digestWindows(peerUrl, startNs, endNs, this.windowNs);
+    const report: SyncReport = { peer: peerUrl, windows: 0, windowsDiffering: 0, seriesFetched: 0, samplesFetched: 0, install: zeroInstall(), traffic: newMeter(), ms: 0 };
+    const theirs = await this.reader.digestWindows(peerUrl, startNs, endNs, this.windowNs, report.traffic);
     const ours = new Map<bigint, { count: number; hash: bigint }>();
     for (const w of this.engine.digestWindows(startNs, endNs, this.windowNs)) ours.set(w.startNs, w);
     report.windows = theirs.length;
@@ -173,7 +176,7 @@ export class PointSync {
   }
 
   private async syncWindow(peerUrl: string, lo: bigint, hi: bigint, report: SyncReport): Promise<void> {
-    const theirs = await this.reader.digestSeries(peerUrl, lo, hi);
+    const theirs = await this.reader.digestSeries(peerUrl, lo, hi, report.traffic);
     const ours = new Map<string, { count: number; hash: bigint }>();
     for (const s of this.engine.digestSeries(lo, hi)) ours.set(s.key, s);
     const keys = theirs.filter((s) => {
@@ -190,10 +193,32 @@ export class PointSync {
         ALL_SERIES,
         { startNs: lo, endNs: hi, includeInferred: true, seriesMax: group.length + 1, samplesMax: Math.max(this.samplesPerFetch, groupSamples) },
         group,
+        report.traffic,
       );
       report.seriesFetched += ans.series.length;
       for (const s of ans.series) report.samplesFetched += s.timestampsNs.length;
-      addInstall(report.install, await installPoints(this.engine, ans.series, ans.batches));
+      // Only what this replica lacks goes to Engine.repair (which would skip the rest one point at a time).
+      const mine = new Map<string, SelectedSeries>();
+      if (ans.series.length > 0)
+        for (const s of this.engine.select(setsForKeys(ans.series.map((x) => x.labels), this.engine.labelNames(null, lo, hi)), {
+          startNs: lo,
+          endNs: hi,
+          includeInferred: true,
+          seriesMax: ans.series.length + 1,
+          samplesMax: Number.MAX_SAFE_INTEGER,
+        }))
+          mine.set(s.key, s);
+      const lacking: SelectedSeries[] = [];
+      for (const theirs of ans.series) {
+        const m = mine.get(theirs.key);
+        if (m === undefined) lacking.push(theirs);
+        else {
+          const merged = mergeSeries(m, theirs);
+          if (merged.missing !== null) lacking.push(merged.missing);
+          report.install.divergent += merged.divergent;
+        }
+      }
+      addInstall(report.install, await installPoints(this.engine, lacking, ans.batches));
       group = [];
       groupSamples = 0;
     };

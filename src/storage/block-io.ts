@@ -65,6 +65,13 @@ export function blockFileName(minTimeNs: bigint): string {
   return `b-${key}-${randomBytes(6).toString("hex")}.hqb`;
 }
 
+/** The minimum time a block file name carries (ms precision, floored), or null for another name. */
+export function blockFileMinTimeNs(name: string): bigint | null {
+  const m = /^b-([0-9a-f]{16})-[0-9a-f]{12}\.hqb$/.exec(name);
+  if (m === null) return null;
+  return (BigInt(`0x${m[1]}`) - INT64_BIAS) * 1_000_000n;
+}
+
 /** Writes a block atomically: tmp file, fsync, rename to its final name, fsync the directory. */
 export async function writeBlock(dir: string, input: BlockInput, opts: EncodeBlockOptions = {}): Promise<BlockMeta> {
   const bytes = encodeBlock(input, opts);
@@ -261,7 +268,59 @@ export async function verifyBlockFile(path: string): Promise<VerifyResult> {
   }
 }
 
+/**
+ * verifyBlockFile in steps, for a caller that paces its reads (the scrubber): yields the bytes read by each step
+ * (the structure, then one object at a time) and returns the result. The file is opened at the first next() (an
+ * absent file throws ENOENT there) and closed when the generator finishes or is returned early.
+ */
+export function* verifyBlockFileSteps(path: string): Generator<number, VerifyResult, void> {
+  const fd = openSync(path, "r");
+  try {
+    return yield* verifySteps(fd, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function verifyFd(fd: number, path: string): VerifyResult {
+  const steps = verifySteps(fd, path);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/** What a footer whose own checksum holds says, even when the rest of the block is damaged. */
+export interface BlockFooterSummary {
+  minTimeNs: bigint;
+  maxTimeNs: bigint;
+  seriesCount: number;
+  sampleCount: number;
+  batchCount: number;
+}
+
+/** The footer of a block file if it is readable and its checksum holds, else null (a damaged block's report). */
+export function readBlockFooter(path: string): BlockFooterSummary | null {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return null;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < HEADER_SIZE + FOOTER_SIZE) return null;
+    const f = decodeFooter(pread(fd, size - FOOTER_SIZE, FOOTER_SIZE, path), size, path);
+    return { minTimeNs: f.minTimeNs, maxTimeNs: f.maxTimeNs, seriesCount: f.seriesCount, sampleCount: f.sampleCount, batchCount: f.batchCount };
+  } catch (e) {
+    if (e instanceof CorruptionError) return null;
+    throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function* verifySteps(fd: number, path: string): Generator<number, VerifyResult, void> {
   const findings: VerifyFinding[] = [];
   const found = (offset: number, length: number, what: string): void => {
     findings.push({ file: path, offset, length, what });
@@ -278,9 +337,11 @@ function verifyFd(fd: number, path: string): VerifyResult {
     else if (e.offset >= size - FOOTER_SIZE) length = size - e.offset;
     else length = Math.max(1, size - FOOTER_SIZE - e.offset);
     found(e.offset, length, e.message);
+    yield size;
     return { ok: false, findings };
   }
   const { footer, index } = structure;
+  yield HEADER_SIZE + FOOTER_SIZE + footer.indexLength;
   const objects: { ref: ObjectRef; what: string }[] = index.tsColumns.map((ref, i) => ({ ref, what: `timestamp column ${i}` }));
   for (const s of index.series) for (const c of s.chunks) objects.push({ ref: c, what: `chunk of ${s.key}` });
   // Layout: the objects tile [HEADER_SIZE, indexOffset) exactly.
@@ -310,36 +371,50 @@ function verifyFd(fd: number, path: string): VerifyResult {
       }
     }
     tsDecoded.push(ts);
+    yield ref.length;
   }
   for (const s of index.series) {
     for (const c of s.chunks) {
       const bytes = checkObject(fd, path, c, `chunk of ${s.key}`, found);
-      if (bytes === null) continue;
-      if (c.tsColumn >= 0 && tsDecoded[c.tsColumn] === null) {
-        found(c.offset, c.length, `chunk of ${s.key}: its timestamp column ${c.tsColumn} is damaged`);
-        continue;
-      }
-      try {
-        const shared = c.tsColumn >= 0 ? tsDecoded[c.tsColumn]! : undefined;
-        const d = decodeChunk(bytes, path, c.offset, shared);
-        const n = d.timestampsNs.length;
-        if (n !== c.count || d.timestampsNs[0] !== c.minTimeNs || d.timestampsNs[n - 1] !== c.maxTimeNs)
-          found(c.offset, c.length, `chunk of ${s.key}: disagrees with the index (count or time range)`);
-        for (let i = 0; i < n; i++)
-          if (d.batchRefs[i]! >= index.batches.length) {
-            found(c.offset, c.length, `chunk of ${s.key}: batch ref out of range`);
-            break;
-          }
-      } catch (e) {
-        if (!(e instanceof CorruptionError)) throw e;
-        found(c.offset, c.length, `chunk of ${s.key}: ${e.message}`);
-      }
+      if (bytes !== null) checkChunk(path, s.key, c, bytes, tsDecoded, index.batches.length, found);
+      yield c.length;
     }
   }
   const root = blockMerkleRoot(index.tsColumns, index.series.map((s) => s.chunks));
   if (!equalBytes(root, footer.merkleRoot)) found(size - FOOTER_SIZE, FOOTER_SIZE, "Merkle root in the footer does not match the object digests");
   findings.sort((a, b) => a.offset - b.offset);
   return { ok: findings.length === 0, findings };
+}
+
+/** Decodes a chunk whose checksums held and checks it against the index. */
+function checkChunk(
+  path: string,
+  key: string,
+  c: ChunkRef,
+  bytes: Uint8Array,
+  tsDecoded: readonly (BigInt64Array | null)[],
+  batchCount: number,
+  found: (o: number, l: number, w: string) => void,
+): void {
+  if (c.tsColumn >= 0 && tsDecoded[c.tsColumn] === null) {
+    found(c.offset, c.length, `chunk of ${key}: its timestamp column ${c.tsColumn} is damaged`);
+    return;
+  }
+  try {
+    const shared = c.tsColumn >= 0 ? tsDecoded[c.tsColumn]! : undefined;
+    const d = decodeChunk(bytes, path, c.offset, shared);
+    const n = d.timestampsNs.length;
+    if (n !== c.count || d.timestampsNs[0] !== c.minTimeNs || d.timestampsNs[n - 1] !== c.maxTimeNs)
+      found(c.offset, c.length, `chunk of ${key}: disagrees with the index (count or time range)`);
+    for (let i = 0; i < n; i++)
+      if (d.batchRefs[i]! >= batchCount) {
+        found(c.offset, c.length, `chunk of ${key}: batch ref out of range`);
+        break;
+      }
+  } catch (e) {
+    if (!(e instanceof CorruptionError)) throw e;
+    found(c.offset, c.length, `chunk of ${key}: ${e.message}`);
+  }
 }
 
 function checkObject(fd: number, path: string, ref: ObjectRef, what: string, found: (o: number, l: number, w: string) => void): Uint8Array | null {

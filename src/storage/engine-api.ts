@@ -6,6 +6,7 @@ import type { ConflictingPoint } from "../core/errors.js";
 import type { Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
+import type { WalFinding } from "../wal/wal.js";
 
 /**
  * Samples of one series in [startNs, endNs], sorted by time, one per timestamp.
@@ -82,6 +83,49 @@ export interface SeriesDigest {
   key: string;
   count: number;
   hash: bigint; // u64
+}
+
+/** A file the scrubber re-reads (Engine.scrubTargets). */
+export interface ScrubTarget {
+  kind: "wal" | "block";
+  path: string;
+  /** Bytes to check from the start of the file: a WAL segment's durable length, a block's whole size. */
+  sizeBytes: number;
+}
+
+/** What Engine.detachBlock took out of service: every point of the block is gone from this node until repaired. */
+export interface DetachedBlock {
+  path: string;
+  /** Where the file went; null when it was already gone (deleted underneath the node). */
+  quarantinedTo: string | null;
+  minTimeNs: bigint;
+  maxTimeNs: bigint;
+  seriesCount: number;
+  sampleCount: number;
+  /** Every batch the block's table names (some may still have points in the head or in other blocks). */
+  batchIds: string[];
+}
+
+/** A block that open could not attach (onDamage "quarantine"): what is known of what was lost. */
+export interface DamagedBlock {
+  path: string;
+  /** Where the file went; null when it was already gone. */
+  quarantinedTo: string | null;
+  error: string;
+  /** From the footer when its own checksum holds, else null. */
+  minTimeNs: bigint | null;
+  maxTimeNs: bigint | null;
+  seriesCount: number | null;
+  sampleCount: number | null;
+  /** A lower bound of the block's times, from its file name (ms precision), when the footer is unreadable too. */
+  nameMinTimeNs: bigint | null;
+}
+
+/** What open found damaged and quarantined (onDamage "quarantine"); empty lists after a clean open. */
+export interface OpenDamage {
+  /** WAL corruption only (the records in these ranges are lost here); a torn tail is not damage. */
+  wal: WalFinding[];
+  blocks: DamagedBlock[];
 }
 
 export interface FlushResult {

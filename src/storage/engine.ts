@@ -9,8 +9,8 @@
 // original replaces an inferred point. Points copied from a peer replica
 // (repair) follow the same rules point by point, and are visible at once.
 
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { assert } from "../core/assert.js";
@@ -31,24 +31,28 @@ import type { Limits } from "../core/limits.js";
 import { matchesLabels, type Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
 import { nowNs } from "../core/time.js";
-import { RECORD_BYTES_MAX_DEFAULT, Wal } from "../wal/wal.js";
-import { BlockReader, writeBlock } from "./block-io.js";
+import { isCorruption, RECORD_BYTES_MAX_DEFAULT, Wal } from "../wal/wal.js";
+import { BlockReader, blockFileMinTimeNs, readBlockFooter, writeBlock } from "./block-io.js";
 import type { BlockBatchEntry, BlockSeriesEntry, BlockSeriesInput, ChunkRef } from "./block-format.js";
 import type { ChunkData } from "./chunk-codec.js";
+import { DigestWindowCache, floorDiv, type WindowScan } from "./digest-cache.js";
 import type {
+  DetachedBlock,
   EngineStats,
   FlushResult,
   MatcherSets,
+  OpenDamage,
   RepairMeta,
   RepairResult,
   SelectedSeries,
   SelectOptions,
+  ScrubTarget,
   SeriesDigest,
   StorageEngine,
   WindowDigest,
 } from "./engine-api.js";
 import { HeadSeries } from "./head.js";
-import { DigestSum, SeriesHasher } from "./point-digest.js";
+import { DigestSum, SeriesHasher, seriesSeeds } from "./point-digest.js";
 import { decodeWalBatch, decodeWalMark, decodeWalRepair, encodeWalBatch, encodeWalMark, encodeWalRepair, nonCanonical, WalRecordType } from "./wal-payload.js";
 
 export interface EngineOptions {
@@ -58,6 +62,14 @@ export interface EngineOptions {
   retentionMs: number | null;
   /** Start over corrupt WAL or blocks, quarantining what is damaged (standalone only). */
   acceptDataLoss: boolean;
+  /**
+   * What open does about damaged WAL records and damaged or unreadable blocks (a torn WAL tail, never acknowledged,
+   * is always truncated): "fail" refuses to open (CorruptionError naming file and offset); "quarantine" opens over
+   * them, moving damaged blocks to <dataDir>/quarantine/ and copying damaged WAL ranges to wal/quarantine/, and
+   * reports what was lost in openDamage() (a cluster node then fetches it from its peers). Default: "quarantine" with
+   * acceptDataLoss, else "fail".
+   */
+  onDamage?: "fail" | "quarantine";
   log: Logger;
   metrics: Registry;
   /** Cut the head into a block once it holds this many samples. */
@@ -89,6 +101,8 @@ interface SeriesState {
   readonly labels: Labels;
   readonly head: HeadSeries;
   blocks: BlockRef[];
+  /** Point-digest seeds (seriesSeeds), kept from the first digest on: a one-window scan visits every series. */
+  digestSeeds: Uint32Array | null;
 }
 
 /** What the engine remembers of a batch, for idempotency and provenance. */
@@ -129,7 +143,7 @@ type BatchDesc = Pick<Batch, "shardId" | "origin" | "inference" | "sampleCount">
 
 export type BatchPhase = "reserved" | "prepared" | "committed";
 
-export type { RepairMeta, RepairResult, SeriesDigest, WindowDigest } from "./engine-api.js";
+export type { DamagedBlock, DetachedBlock, OpenDamage, RepairMeta, RepairResult, ScrubTarget, SeriesDigest, WindowDigest } from "./engine-api.js";
 
 /** The outcome of reserveSync (cluster replicas). */
 export type ReserveSyncResult =
@@ -146,7 +160,15 @@ export type ReserveSyncResult =
 type Op =
   | { kind: "insert"; s: SeriesState; t: bigint; v: number }
   | { kind: "share"; s: SeriesState; t: bigint }
-  | { kind: "replace"; s: SeriesState; index: number; t: bigint; v: number; oldV: number; oldOrigin: number; oldRef: number };
+  // The point's former owner by identity, not by head table index: a flush renumbers the table (and may move the
+  // owner into a block) while the replacing batch is still undecided.
+  | { kind: "replace"; s: SeriesState; index: number; t: bigint; v: number; oldV: number; oldOrigin: number; oldOwner: BatchState };
+
+/**
+ * The window size whose digests are cached (DigestWindowCache): the one anti-entropy compares with every peer every
+ * minute. Other sizes are computed by scanning every point, each call.
+ */
+export const DIGEST_WINDOW_NS = 3_600_000_000_000n;
 
 const DEFAULT_HEAD_SAMPLES_MAX = 4_000_000;
 const DEFAULT_FLUSH_INTERVAL_MS = 30 * 60 * 1000;
@@ -210,10 +232,18 @@ export class Engine implements StorageEngine {
    * block, every repair logs its own part even when it finds it all present.
    */
   private repairsUnlogged = false;
+  /** While a flush runs: the head refs of the batches its block takes (their head points leave at the swap). */
+  private flushSnapshot: Set<number> | null = null;
+  /** Per-window digests for DIGEST_WINDOW_NS; every change of visibility touches it (docs/format/point-digest.md). */
+  private readonly digestCache = new DigestWindowCache(DIGEST_WINDOW_NS);
+  private readonly onDamage: "fail" | "quarantine";
+  private readonly damageAtOpen: OpenDamage = { wal: [], blocks: [] };
 
   constructor(private readonly opts: EngineOptions) {
     this.walDir = join(opts.dataDir, "wal");
     this.blocksDir = join(opts.dataDir, "blocks");
+    this.onDamage = opts.onDamage ?? (opts.acceptDataLoss ? "quarantine" : "fail");
+    assert(this.onDamage === "fail" || this.onDamage === "quarantine", `onDamage ${String(opts.onDamage)}`);
     const reg = opts.metrics;
     this.m = {
       samples: new Counter({ name: "hqts_samples_ingested_total", help: "Samples newly stored.", registers: [reg] }),
@@ -273,17 +303,55 @@ export class Engine implements StorageEngine {
         reader = await BlockReader.open(path);
         this.attachBlock(reader);
       } catch (err) {
-        if (!(err instanceof CorruptionError)) throw err;
+        // A checksum that fails, or a file the system cannot read (EIO on a bad sector): either way damage.
+        if (!(err instanceof CorruptionError) && !isSystemError(err)) throw err;
         this.opts.log.error({ file: path, err: err.message }, "corrupt block");
-        if (!this.opts.acceptDataLoss) throw err;
+        if (this.onDamage === "fail") throw err;
         await reader?.close();
-        const q = join(this.opts.dataDir, "quarantine");
-        await mkdir(q, { recursive: true });
-        await rename(path, join(q, name));
-        this.opts.log.error({ file: path, err: err.message }, "corrupt block quarantined: every sample in it is lost on this node");
+        // What is known of the loss, read before the move: the footer may hold even when the index does not.
+        const footer = readBlockFooter(path);
+        const quarantinedTo = await this.quarantineBlock(path);
+        this.damageAtOpen.blocks.push({
+          path,
+          quarantinedTo,
+          error: err.message,
+          minTimeNs: footer?.minTimeNs ?? null,
+          maxTimeNs: footer?.maxTimeNs ?? null,
+          seriesCount: footer?.seriesCount ?? null,
+          sampleCount: footer?.sampleCount ?? null,
+          nameMinTimeNs: blockFileMinTimeNs(name),
+        });
+        this.opts.log.error({ file: path, quarantinedTo, err: err.message }, "corrupt block quarantined: every sample in it is lost on this node until repaired");
         continue;
       }
     }
+  }
+
+  /** Moves a block file to <dataDir>/quarantine/; null when the file is already gone. */
+  private async quarantineBlock(path: string): Promise<string | null> {
+    const q = join(this.opts.dataDir, "quarantine");
+    await mkdir(q, { recursive: true });
+    let to = join(q, basename(path));
+    // Block names carry 48 random bits, but a block quarantined twice (restored by hand, damaged again) must not
+    // overwrite the earlier copy.
+    for (let n = 1; await exists(to); n++) to = join(q, `${basename(path)}.${n}`);
+    try {
+      await rename(path, to);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+    return to;
+  }
+
+  /**
+   * What open found damaged and quarantined (onDamage "quarantine"): WAL corruption (not a torn tail, which was
+   * never acknowledged) and blocks it could not attach. The records and points named are lost on this node: a
+   * cluster node fetches them from its peers (Engine.repair), then removes the damaged WAL segments for good with
+   * rewriteWal() (until then they stay, and the scrubber reports them again).
+   */
+  openDamage(): OpenDamage {
+    return { wal: [...this.damageAtOpen.wal], blocks: [...this.damageAtOpen.blocks] };
   }
 
   /**
@@ -335,7 +403,7 @@ export class Engine implements StorageEngine {
 
   private async replayWal(): Promise<void> {
     const opened = await Wal.open(this.walDir, {
-      onCorruption: this.opts.acceptDataLoss ? "quarantine" : "fail",
+      onCorruption: this.onDamage,
       pendingWritesMax: this.opts.limits.pendingWritesMax * 2,
       fsync: this.opts.fsync ?? true,
       onFsync: (durationMs: number) => this.m.fsync.observe(durationMs / 1000),
@@ -345,7 +413,8 @@ export class Engine implements StorageEngine {
       this.m.walCorruptions.inc({ kind: f.kind });
       if (f.kind === "torn_tail")
         this.opts.log.warn({ ...f }, "WAL torn tail truncated (a write interrupted by a crash; it was never acknowledged)");
-      else this.opts.log.error({ ...f }, "WAL corruption: the records in this byte range are LOST on this node (started with --accept-data-loss)");
+      else this.opts.log.error({ ...f }, "WAL corruption: the records in this byte range are LOST on this node until repaired (onDamage quarantine)");
+      if (isCorruption(f)) this.damageAtOpen.wal.push(f);
     }
     let applied = 0;
     this.replaying = true;
@@ -687,7 +756,7 @@ export class Engine implements StorageEngine {
           continue;
         }
         if (hi >= 0)
-          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldRef: s.head.batchRefs[hi]! });
+          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldOwner: this.headBatches[s.head.batchRefs[hi]!]! });
         else ops.push({ kind: "insert", s, t, v });
       }
     }
@@ -703,6 +772,8 @@ export class Engine implements StorageEngine {
     }
     this.applyOps(ops, part.origin, st.headRef);
     for (const { s, t } of takeovers) {
+      // Held by an undecided batch until now: visible from here on.
+      this.digestCache.touch(t);
       const i = s.head.find(t);
       assert(i >= 0, "takeover of a point no longer in the head");
       // rollback() of the undecided holder leaves a point another batch took over: it stays, visible, as this batch's.
@@ -758,8 +829,17 @@ export class Engine implements StorageEngine {
 
   private decideCommit(st: BatchState): void {
     st.phase = "committed";
-    if (st.pending !== null) this.unshare(st.pending.ops, st);
+    if (st.pending !== null) {
+      this.unshare(st.pending.ops, st);
+      // Its points (and those it shared with undecided batches, taken over) become visible.
+      this.touchOps(st.pending.ops);
+    }
     st.pending = null;
+  }
+
+  /** Visibility may have changed at these points: their digest windows are recomputed when next asked for. */
+  private touchOps(ops: readonly Op[]): void {
+    for (const op of ops) this.digestCache.touch(op.t);
   }
 
   private addSharer(s: SeriesState, t: bigint, st: BatchState): void {
@@ -884,6 +964,7 @@ export class Engine implements StorageEngine {
       } else {
         st.phase = "committed";
         this.unshare(ops, st);
+        this.touchOps(ops);
       }
     })();
     (st as { durable: Promise<void> }).durable = durable;
@@ -987,7 +1068,7 @@ export class Engine implements StorageEngine {
         if (incoming === ORIGIN_CODE.inferred) continue; // an original is already there: inference yields
         // An original arrives where an inferred point stands: it replaces it.
         if (hi >= 0)
-          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldRef: s.head.batchRefs[hi]! });
+          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldOwner: this.headBatches[s.head.batchRefs[hi]!]! });
         else ops.push({ kind: "insert", s, t, v });
       }
     }
@@ -1006,6 +1087,8 @@ export class Engine implements StorageEngine {
         this.addSharer(op.s, op.t, this.headBatches[batchRef]!);
         continue;
       }
+      // A committed batch's points (a repair) are visible at once; a replacement hides the point it replaces.
+      this.digestCache.touch(op.t);
       if (op.kind === "insert") {
         const pos = op.s.head.find(op.t);
         assert(pos < 0, "insert of a point the plan saw absent, now present");
@@ -1025,6 +1108,12 @@ export class Engine implements StorageEngine {
    */
   private rollback(ops: Op[], st: BatchState): void {
     const removals = new Map<SeriesState, Set<bigint>>();
+    const remove = (s: SeriesState, t: bigint): void => {
+      let set = removals.get(s);
+      if (set === undefined) removals.set(s, (set = new Set()));
+      set.add(t);
+    };
+    this.touchOps(ops);
     for (let k = ops.length - 1; k >= 0; k--) {
       const op = ops[k]!;
       if (op.kind === "share") this.dropSharer(op.s, op.t, st);
@@ -1034,16 +1123,29 @@ export class Engine implements StorageEngine {
       if (i < 0 || h.batchRefs[i] !== st.headRef) continue;
       const heir = this.heir(op.s, op.t, st);
       if (heir !== null) {
+        assert(heir.headRef >= 0, "an heir of a head point is in the head batch table");
         h.batchRefs[i] = heir.headRef;
         continue;
       }
       if (op.kind === "replace") {
-        h.replaceAt(i, op.oldV, op.oldOrigin, op.oldRef);
+        const owner = op.oldOwner;
+        if (this.batches.get(owner.batchId) !== owner) {
+          // Its former owner was undone meanwhile (an undecided batch, aborted): the point went with it.
+          remove(op.s, op.t);
+          continue;
+        }
+        if (owner.headRef < 0 || this.flushSnapshot?.has(owner.headRef) === true) {
+          // Flushed into a block meanwhile (or being flushed: the block being written was cut without this point,
+          // which the replacement held), so the point re-enters the head under a new ref of its owner, as a repaired
+          // flushed batch does, and the next flush names it in a second block.
+          assert(owner.phase === "committed", "only committed batches leave the head table");
+          owner.headRef = this.headBatches.length;
+          this.headBatches.push(owner);
+        }
+        h.replaceAt(i, op.oldV, op.oldOrigin, owner.headRef);
         continue;
       }
-      let set = removals.get(op.s);
-      if (set === undefined) removals.set(op.s, (set = new Set()));
-      set.add(op.t);
+      remove(op.s, op.t);
     }
     for (const [s, set] of removals) {
       const h = s.head;
@@ -1057,7 +1159,7 @@ export class Engine implements StorageEngine {
   private seriesFor(key: string, labels: Labels): SeriesState {
     let s = this.series.get(key);
     if (s === undefined) {
-      s = { key, labels, head: new HeadSeries(), blocks: [] };
+      s = { key, labels, head: new HeadSeries(), blocks: [], digestSeeds: null };
       this.series.set(key, s);
       for (const [n, v] of labels) {
         let byValue = this.postings.get(n);
@@ -1129,30 +1231,70 @@ export class Engine implements StorageEngine {
 
   flush(): Promise<FlushResult> {
     if (this.flushing !== null) return this.flushing;
-    const p = this.doFlush().finally(() => {
+    return this.startFlush(false);
+  }
+
+  private startFlush(rewrite: boolean): Promise<FlushResult> {
+    assert(this.flushing === null, "one flush at a time");
+    const p = this.doFlush(rewrite).finally(() => {
       this.flushing = null;
+      this.flushSnapshot = null;
     });
     this.flushing = p;
     return p;
   }
 
-  private async doFlush(): Promise<FlushResult> {
+  /**
+   * Replaces every WAL segment, the active one included, for damage found in one while running (the scrubber):
+   * rotates, cuts the head's committed batches into a block, re-logs what must outlive the old segments (the relog
+   * hook's payloads in cluster mode, else the prepared batches) and deletes every segment before the rotation,
+   * the damaged one among them. Resolves once they are gone.
+   *
+   * Why nothing is lost: at runtime the WAL is only written, never read. Every record in it was applied to memory
+   * when it was appended (or when it was replayed at open, from bytes that were verified then), so the head holds
+   * every committed point those records carry, intact (it is not read back from disk), and the flush puts them in a
+   * checksummed block before any segment is deleted; undecided batches, votes and fences are written again by the
+   * relog hook (or as PREPARE records) into the new segment first. Damage found at open is different: those records
+   * were lost then (openDamage()); rewriteWal only clears their segments so the damage is not met again.
+   */
+  async rewriteWal(): Promise<void> {
+    this.checkWritable();
+    // A running flush may have rotated before the damaged segment was the active one: a rotation of our own.
+    while (this.flushing !== null) await this.flushing.catch(() => undefined);
+    this.checkWritable();
+    const r = await this.startFlush(true);
+    this.opts.log.warn({ block: r.blockPath, samples: r.samples }, "WAL rewritten: every segment before the rotation deleted (damage found while running)");
+  }
+
+  private async doFlush(rewrite: boolean): Promise<FlushResult> {
     // New writes wait (admit() loops on this.flushing); let the ones in flight become durable or fail first.
     await Promise.allSettled([...this.inflight]);
     const wal = this.wal;
     assert(wal !== null, "flush before open");
-    if (!this.headBatches.some((b) => b.phase === "committed")) return { blockPath: null, series: 0, samples: 0 };
+    const hasCommitted = this.headBatches.some((b) => b.phase === "committed");
+    if (!hasCommitted && !rewrite) return { blockPath: null, series: 0, samples: 0 };
     // rotate() is a barrier: every record appended from here on lands in the new segment.
     const firstKept = await wal.rotate();
     // Snapshot what goes into the block. commit()/abort() may still run while we await below; they only touch
     // batches outside this snapshot, which stay in the head.
+    // By table index and batch identity, not by b.headRef: a committed batch may sit in the table twice (an abort
+    // during an earlier, failed flush re-entered it, see rollback); the block's batch table names it once.
     const inBlock = new Set<number>();
-    const blockBatches = this.headBatches.filter((b) => b.phase === "committed");
+    const blockBatches: BatchState[] = [];
+    const blockIndex = new Map<BatchState, number>();
     const remap = new Int32Array(this.headBatches.length).fill(-1);
-    blockBatches.forEach((b, k) => {
-      remap[b.headRef] = k;
-      inBlock.add(b.headRef);
+    this.headBatches.forEach((b, ref) => {
+      if (b.phase !== "committed") return;
+      let k = blockIndex.get(b);
+      if (k === undefined) {
+        k = blockBatches.length;
+        blockBatches.push(b);
+        blockIndex.set(b, k);
+      }
+      remap[ref] = k;
+      inBlock.add(ref);
     });
+    this.flushSnapshot = inBlock;
     // Prepared batches outlive the segments about to be deleted: log them again in the new one. In cluster mode the
     // replication layer re-logs its own state (undecided batches, votes, fences) instead.
     if (this.opts.relog !== undefined) {
@@ -1163,6 +1305,12 @@ export class Engine implements StorageEngine {
       const payloadOf = (b: BatchState): Uint8Array =>
         b.pending!.walPayload ?? encodeWalBatch({ batchId: b.batchId, sha256: b.sha256, hlc: b.hlc, batchBytes: b.bytes! });
       await Promise.all(undecided.map((b) => wal.append(WalRecordType.PREPARE, payloadOf(b))));
+    }
+    if (blockBatches.length === 0) {
+      // A rewrite with no committed batch in the head: nothing to cut, only the old segments to drop.
+      assert(rewrite, "a flush without committed batches returned early");
+      await wal.removeSegmentsBefore(firstKept);
+      return { blockPath: null, series: 0, samples: 0 };
     }
 
     const cutoff = this.retentionCutoffNs();
@@ -1199,9 +1347,15 @@ export class Engine implements StorageEngine {
     const meta = await writeBlock(this.blocksDir, { series: input, batches: batchEntries });
     const reader = await BlockReader.open(meta.path);
     // From here the block holds the snapshot: swap synchronously (no await until the WAL cleanup).
-    const kept = this.headBatches.filter((b) => !inBlock.has(b.headRef) && this.batches.get(b.batchId) === b);
+    // The table is renumbered below: rollback() must not test the new refs against the snapshot's old ones.
+    this.flushSnapshot = null;
+    const kept: BatchState[] = [];
     const newRef = new Int32Array(this.headBatches.length).fill(-1);
-    kept.forEach((b, k) => (newRef[b.headRef] = k));
+    this.headBatches.forEach((b, ref) => {
+      if (inBlock.has(ref) || this.batches.get(b.batchId) !== b) return;
+      newRef[ref] = kept.length;
+      kept.push(b);
+    });
     for (const b of blockBatches) {
       b.headRef = -1;
       b.blockPaths.push(meta.path);
@@ -1216,7 +1370,12 @@ export class Engine implements StorageEngine {
     for (const s of this.series.values()) {
       const h = s.head;
       if (h.length === 0) continue;
-      h.removeWhere((i) => inBlock.has(h.batchRefs[i]!));
+      h.removeWhere((i) => {
+        if (!inBlock.has(h.batchRefs[i]!)) return false;
+        // Past retention: left out of the block, so it stops being visible here (in this synchronous swap).
+        if (cutoff !== null && h.timestampsNs[i]! < cutoff) this.digestCache.touch(h.timestampsNs[i]!);
+        return true;
+      });
       for (let i = 0; i < h.length; i++) {
         const r = newRef[h.batchRefs[i]!]!;
         assert(r >= 0, "a head sample of a batch that is neither flushed nor kept");
@@ -1246,24 +1405,81 @@ export class Engine implements StorageEngine {
     if (cutoff === null || this.closed) return;
     const expired = this.blockReaders.filter((r) => r.meta.maxTimeNs < cutoff);
     for (const r of expired) {
-      this.blockReaders.splice(this.blockReaders.indexOf(r), 1);
-      for (const s of this.series.values()) s.blocks = s.blocks.filter((b) => b.reader !== r);
-      for (const [id, b] of this.batches) {
-        const k = b.blockPaths.indexOf(r.meta.path);
-        if (k < 0) continue;
-        b.blockPaths.splice(k, 1);
-        // Forgotten once no block names it and it has no head points: its id may then take content again.
-        if (b.blockPaths.length === 0 && b.headRef < 0) this.batches.delete(id);
-      }
-      for (const [k, e] of [...this.chunkCache])
-        if (e.reader === r) {
-          this.chunkCache.delete(k);
-          this.chunkCacheBytes -= e.bytes;
-        }
+      // detachBlock may have taken it while an earlier one was being deleted.
+      if (!this.blockReaders.includes(r)) continue;
+      // Forgotten once no block names it and it has no head points: its id may then take content again.
+      this.unlinkBlock(r, "forget");
       await r.close();
       await rm(r.meta.path, { force: true });
       this.opts.log.info({ block: r.meta.path }, "block past retention deleted");
     }
+    this.dropEmptySeries();
+  }
+
+  /**
+   * Takes a block out of every read path, synchronously: series, batch locations, chunk cache, digest windows.
+   * Batches left with no location are forgotten ("forget": retention, their idempotency window is over) or kept
+   * known as committed ("keep": damage, their points come back by repair and a replay must still be a duplicate).
+   */
+  private unlinkBlock(r: BlockReader, batchesWithoutLocation: "forget" | "keep"): void {
+    const at = this.blockReaders.indexOf(r);
+    assert(at >= 0, `unlink of a block not attached: ${r.meta.path}`);
+    this.blockReaders.splice(at, 1);
+    for (const s of this.series.values()) if (s.blocks.some((b) => b.reader === r)) s.blocks = s.blocks.filter((b) => b.reader !== r);
+    for (const e of r.batches()) {
+      const b = this.batches.get(e.batchId);
+      if (b === undefined) continue;
+      const k = b.blockPaths.indexOf(r.meta.path);
+      if (k < 0) continue;
+      b.blockPaths.splice(k, 1);
+      if (batchesWithoutLocation === "forget" && b.blockPaths.length === 0 && b.headRef < 0) this.batches.delete(e.batchId);
+    }
+    for (const [k, e] of [...this.chunkCache])
+      if (e.reader === r) {
+        this.chunkCache.delete(k);
+        this.chunkCacheBytes -= e.bytes;
+      }
+    this.digestCache.forgetRange(r.meta.minTimeNs, r.meta.maxTimeNs);
+  }
+
+  /**
+   * For a block found damaged (or missing) while running: stops reading it and moves the file to
+   * <dataDir>/quarantine/ (a no-op when it is already gone). Reads then skip its points (a cluster's majority read
+   * covers them from the other replicas) until Engine.repair brings them back from a peer.
+   *
+   * Its batches stay known: those with no other location stay registered as committed, so a replay of one answers
+   * duplicate and a repair installs its points as its own (the committed-batch path of repair). That knowledge is
+   * in memory: a restart before the repair forgets such an id (the quarantined file is not read again); once repaired,
+   * the REPAIR records make it durable again.
+   */
+  async detachBlock(path: string): Promise<DetachedBlock> {
+    const r = this.blockReaders.find((x) => x.meta.path === path);
+    if (r === undefined) throw new NotFoundError(`block ${path} is not attached here`);
+    const m = r.meta;
+    const batchIds = r.batches().map((b) => b.batchId);
+    this.unlinkBlock(r, "keep");
+    await r.close();
+    const quarantinedTo = await this.quarantineBlock(path);
+    const lost: DetachedBlock = { path, quarantinedTo, minTimeNs: m.minTimeNs, maxTimeNs: m.maxTimeNs, seriesCount: m.seriesCount, sampleCount: m.sampleCount, batchIds };
+    this.opts.log.error(
+      { block: path, quarantinedTo, minTimeNs: m.minTimeNs.toString(), maxTimeNs: m.maxTimeNs.toString(), samples: m.sampleCount, batches: batchIds.length },
+      "damaged block detached: its samples are lost on this node until repaired from a peer",
+    );
+    return lost;
+  }
+
+  /**
+   * The files the scrubber re-reads: every WAL segment (the active one up to its durable length) and every attached
+   * block, WAL first.
+   */
+  scrubTargets(): ScrubTarget[] {
+    const out: ScrubTarget[] = [];
+    for (const f of this.wal?.segmentFiles() ?? []) out.push({ kind: "wal", path: f.path, sizeBytes: f.bytes });
+    for (const r of this.blockReaders) out.push({ kind: "block", path: r.meta.path, sizeBytes: r.meta.sizeBytes });
+    return out;
+  }
+
+  private dropEmptySeries(): void {
     for (const [key, s] of this.series)
       if (s.blocks.length === 0 && s.head.length === 0) {
         this.series.delete(key);
@@ -1345,6 +1561,10 @@ export class Engine implements StorageEngine {
     };
     const segs: Segment[] = [];
     for (const b of s.blocks) {
+      // Chunks are in time order and do not overlap: a block whose chunks of this series miss the range is skipped
+      // without visiting them (a one-window digest scan visits every series' every block).
+      const cs = b.entry.chunks;
+      if (cs.length === 0 || cs[cs.length - 1]!.maxTimeNs < startNs || cs[0]!.minTimeNs > endNs) continue;
       const table = b.reader.batches();
       const local = new Map<number, number>();
       for (const c of b.entry.chunks) {
@@ -1453,29 +1673,55 @@ export class Engine implements StorageEngine {
   /**
    * Per aligned window [k·windowNs, (k+1)·windowNs) intersecting [startNs, endNs]: count and digest of the visible
    * points in the window and in [startNs, endNs]; windows with no point are omitted; sorted by startNs.
+   *
+   * For DIGEST_WINDOW_NS the windows come from a cache (DigestWindowCache): the first call scans every point, later
+   * ones recompute only the windows whose visibility changed since (each by a scan of that window only), so a call
+   * over all data costs O(windows) when nothing changed. The result is the scan's in every case.
    */
   digestWindows(startNs: bigint, endNs: bigint, windowNs: bigint): WindowDigest[] {
     if (windowNs <= 0n) throw new BadInputError(`a digest window must be positive (got ${windowNs} ns)`, { field: "windowNs" });
-    const sums = new Map<bigint, DigestSum>();
     if (startNs > endNs) return [];
+    if (windowNs === DIGEST_WINDOW_NS) return this.digestCache.get(startNs, endNs, (lo, hi) => this.scanWindows(lo, hi, windowNs));
+    return this.digestWindowsScan(startNs, endNs, windowNs);
+  }
+
+  /** digestWindows by a scan of every point in the range, whatever the window size (tests compare the cache with it). */
+  digestWindowsScan(startNs: bigint, endNs: bigint, windowNs: bigint): WindowDigest[] {
+    if (windowNs <= 0n) throw new BadInputError(`a digest window must be positive (got ${windowNs} ns)`, { field: "windowNs" });
+    if (startNs > endNs) return [];
+    return [...this.scanWindows(startNs, endNs, windowNs)]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, w]) => ({ startNs: k * windowNs, count: w.sum.count, hash: w.sum.hash }));
+  }
+
+  /** Window cache statistics (tests and measurements). */
+  digestCacheStats(): { clean: number; dirty: number; windowsRecomputed: number; scans: number; clippedScans: number } {
+    return { ...this.digestCache.size(), ...this.digestCache.counters };
+  }
+
+  /** The visible points of [startNs, endNs] per window: digest and the span they cover. */
+  private scanWindows(startNs: bigint, endNs: bigint, windowNs: bigint): Map<bigint, WindowScan> {
+    const out = new Map<bigint, WindowScan>();
     for (const s of this.series.values()) {
       const r = this.readSeries(s, startNs, endNs, true);
       if (r === null) continue;
-      const hasher = new SeriesHasher(s.key);
+      const hasher = new SeriesHasher(s.key, (s.digestSeeds ??= seriesSeeds(s.key)));
       const ts = r.timestampsNs;
       // Per window, not per point: one division and one binary search per window the series has points in.
       for (let i = 0; i < ts.length; ) {
         const k = floorDiv(ts[i]!, windowNs);
         const j = lowerBoundFrom(ts, (k + 1n) * windowNs, i + 1);
-        let sum = sums.get(k);
-        if (sum === undefined) sums.set(k, (sum = new DigestSum()));
-        hasher.addPoints(sum, ts, r.values, r.origins, i, j);
+        let w = out.get(k);
+        if (w === undefined) out.set(k, (w = { sum: new DigestSum(), minNs: ts[i]!, maxNs: ts[j - 1]! }));
+        else {
+          if (ts[i]! < w.minNs) w.minNs = ts[i]!;
+          if (ts[j - 1]! > w.maxNs) w.maxNs = ts[j - 1]!;
+        }
+        hasher.addPoints(w.sum, ts, r.values, r.origins, i, j);
         i = j;
       }
     }
-    return [...sums]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([k, sum]) => ({ startNs: k * windowNs, count: sum.count, hash: sum.hash }));
+    return out;
   }
 
   /** Per series with visible points in [startNs, endNs] (inclusive): count and digest; sorted by key. */
@@ -1486,7 +1732,7 @@ export class Engine implements StorageEngine {
       const r = this.readSeries(s, startNs, endNs, true);
       if (r === null) continue;
       const sum = new DigestSum();
-      new SeriesHasher(s.key).addPoints(sum, r.timestampsNs, r.values, r.origins);
+      new SeriesHasher(s.key, (s.digestSeeds ??= seriesSeeds(s.key))).addPoints(sum, r.timestampsNs, r.values, r.origins);
       out.push({ key: s.key, count: sum.count, hash: sum.hash });
     }
     return out;
@@ -1684,12 +1930,6 @@ function bsearch(a: BigInt64Array, t: bigint): number {
   return -1;
 }
 
-/** ⌊t / w⌋ for w > 0, negative t included. */
-function floorDiv(t: bigint, w: bigint): bigint {
-  const q = t / w;
-  return q * w > t ? q - 1n : q;
-}
-
 /** First index ≥ from with a[index] ≥ t (a sorted). */
 function lowerBoundFrom(a: BigInt64Array, t: bigint, from: number): number {
   let lo = from;
@@ -1711,4 +1951,19 @@ function lowerBoundArr(a: BigInt64Array, t: bigint): number {
     else hi = mid;
   }
   return lo;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw err;
+  }
+}
+
+/** An error from the operating system (it carries an errno), as opposed to a bug or a typed HqError. */
+function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).errno === "number";
 }

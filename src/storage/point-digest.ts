@@ -126,26 +126,42 @@ export class DigestSum {
 const SUM_RUN_MAX = 1 << 20;
 
 /**
- * The point hash of one series, its seeds computed once: hashes runs of a series' columns with no BigInt and no
- * allocation per point.
+ * A series' seeds for the fast path: [lo, hi] of seriesSeed(key, 0), then of seriesSeed(key, 1). Computing them costs
+ * BigInt work per key byte; a caller digesting a series often (the engine's window scans) keeps them.
+ */
+export function seriesSeeds(key: string): Uint32Array {
+  const seeds = new Uint32Array(2 * DIGEST_ORIGINS);
+  for (let o = 0; o < DIGEST_ORIGINS; o++) {
+    const s = seriesSeed(key, o);
+    seeds[2 * o] = Number(s & 0xffffffffn);
+    seeds[2 * o + 1] = Number(s >> 32n);
+  }
+  return seeds;
+}
+
+const NO_WORDS = new Uint32Array(0);
+
+/**
+ * The point hash of one series, its seeds computed once (or given, from seriesSeeds(key)): hashes runs of a series'
+ * columns with no BigInt and no allocation per point.
  */
 export class SeriesHasher {
   /** [lo, hi] of the seed for origin 0, then for origin 1. */
-  private readonly seeds = new Uint32Array(2 * DIGEST_ORIGINS);
+  private readonly seeds: Uint32Array;
 
-  constructor(readonly key: string) {
-    for (let o = 0; o < DIGEST_ORIGINS; o++) {
-      const s = seriesSeed(key, o);
-      this.seeds[2 * o] = Number(s & 0xffffffffn);
-      this.seeds[2 * o + 1] = Number(s >> 32n);
-    }
+  constructor(
+    readonly key: string,
+    seeds?: Uint32Array,
+  ) {
+    assert(seeds === undefined || seeds.length === 2 * DIGEST_ORIGINS, "series seeds: one u64 per origin");
+    this.seeds = seeds ?? seriesSeeds(key);
   }
 
   // u32 views of the columns last hashed: a series cut into many windows is hashed by many calls on the same columns.
   private tsSeen: BigInt64Array | null = null;
   private vsSeen: Float64Array | null = null;
-  private t32: Uint32Array = new Uint32Array(0);
-  private v32: Uint32Array = new Uint32Array(0);
+  private t32: Uint32Array = NO_WORDS;
+  private v32: Uint32Array = NO_WORDS;
 
   /** Adds points [from, to) of the columns (one series, any order) to `sum`. */
   addPoints(sum: DigestSum, ts: BigInt64Array, vs: Float64Array, os: Uint8Array, from = 0, to = ts.length): void {

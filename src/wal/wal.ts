@@ -48,6 +48,22 @@ export interface WalPosition {
   readonly length: number;
 }
 
+/** A segment file as Wal.segmentFiles() lists it. */
+export interface WalSegmentFile {
+  readonly segment: number;
+  readonly path: string;
+  /** Bytes from the start of the file that hold only complete, durable frames. */
+  readonly bytes: number;
+  /** The segment appends go to. */
+  readonly current: boolean;
+}
+
+/** The segment number a segment file name (`00000042.seg`) carries, or null for another name. */
+export function segmentNumberOf(fileName: string): number | null {
+  const m = SEGMENT_NAME.exec(fileName);
+  return m === null ? null : Number(m[1]);
+}
+
 export interface ReplayRecord extends WalPosition {
   readonly type: number;
   /** A view into the segment image read for replay; copy it to keep it beyond the record's handling. */
@@ -205,6 +221,11 @@ export class Wal {
   private handle: FileHandle;
   private current: number;
   private writeOffset: number;
+  /**
+   * Bytes of the current segment known durable (fdatasync returned, or written when fsync is off): what a reader of
+   * the file may check as complete (a scrubber). Frames past it may be half-written; never past writeOffset.
+   */
+  private durableOffset: number;
   private readonly queue: Pending[] = [];
   private appendSeq = 0; // seq of the last append admitted
   /** rotate() barriers: seq of the last append that belongs before each pending rotation, ascending. */
@@ -227,6 +248,7 @@ export class Wal {
     this.handle = handle;
     this.current = current;
     this.writeOffset = writeOffset;
+    this.durableOffset = writeOffset;
     for (const [k, v] of sizes) this.sizes.set(k, v);
     assert(this.sizes.get(current) === writeOffset, "the current segment's size is where appends continue");
   }
@@ -548,6 +570,7 @@ export class Wal {
         await this.handle.datasync();
         durationMs = performance.now() - t0;
       }
+      this.durableOffset = this.writeOffset;
     } catch (e) {
       this.fail(e, group);
       return;
@@ -583,6 +606,8 @@ export class Wal {
     this.handle = h;
     this.current = next;
     this.writeOffset = SEGMENT_HEADER_BYTES;
+    // createSegment synced the header (when fsync is on).
+    this.durableOffset = SEGMENT_HEADER_BYTES;
     this.sizes.set(next, SEGMENT_HEADER_BYTES);
     await old.close();
     return next;
@@ -627,6 +652,19 @@ export class Wal {
 
   currentSegment(): number {
     return this.current;
+  }
+
+  /**
+   * Every segment file with the bytes a reader may check: a closed segment's whole size, the current segment's
+   * durable length (a group being written past it is not damage). Ascending by segment.
+   */
+  segmentFiles(): WalSegmentFile[] {
+    return this.segments().map((segment) => ({
+      segment,
+      path: path.join(this.dir, segmentFileName(segment)),
+      bytes: segment === this.current ? this.durableOffset : this.sizes.get(segment)!,
+      current: segment === this.current,
+    }));
   }
 
   /** Bytes of all segments (as written by this process; unacked bytes included while a write is in flight). */

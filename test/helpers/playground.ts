@@ -122,14 +122,24 @@ export async function startPlayground(options: PlaygroundOptions | number = {}):
     },
     async cleanup() {
       if (up.exitCode === null) up.kill("SIGTERM");
+      const killed: number[] = [];
       try {
         // By pid, if it still names its data dir: a test may kill a process behind cluster.json's back (and its pid be reused).
         for (const n of readClusterFile(dir).nodes)
-          for (const [p, marker] of [[n.pid, `--data ${n.dataDir} `], [n.etcd.pid, `--data-dir=${n.etcd.dataDir} `]] as const) if (ours(p, marker)) process.kill(p!, "SIGKILL");
+          for (const [p, marker] of [[n.pid, `--data ${n.dataDir} `], [n.etcd.pid, `--data-dir=${n.etcd.dataDir} `]] as const)
+            if (ours(p, marker)) {
+              process.kill(p!, "SIGKILL");
+              killed.push(p!);
+            }
       } catch {
         // no cluster.json yet
       }
-      await rm(dir, { recursive: true, force: true });
+      // Wait until they are gone (and `up` has exited) before removing the directory they write into.
+      const deadline = Date.now() + 15_000;
+      const upRunning = (): boolean => up.exitCode === null && up.signalCode === null;
+      while ((killed.some((p) => alive(p)) || upRunning()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (upRunning()) up.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
   const deadline = Date.now() + readyTimeoutMs;

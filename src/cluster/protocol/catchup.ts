@@ -33,6 +33,8 @@ export class CatchupRound {
   readonly outstanding = new Set<string>();
   /** Peers asked to point-sync (their batches' bytes were flushed), with the ids that wait on it. */
   readonly syncing = new Map<NodeId, string[]>();
+  /** Peers whose points were copied in this round (point sync reported ok). */
+  readonly synced = new Set<NodeId>();
   constructor(
     readonly round: number,
     readonly startedMs: number,

@@ -61,7 +61,12 @@ export type ReplicaEvent =
   | { readonly kind: "durable"; readonly token: number }
   | { readonly kind: "tick"; readonly nowMs: number }
   /** The host finished (ok) or gave up on a "sync-points" effect: the peer's committed points are copied here. */
-  | { readonly kind: "points-synced"; readonly peer: NodeId; readonly round: number; readonly ok: boolean };
+  | { readonly kind: "points-synced"; readonly peer: NodeId; readonly round: number; readonly ok: boolean }
+  /**
+   * The host lost stored data while running (a damaged block taken out): rebuild as after a wiped disk — stop voting,
+   * hear from every peer, copy their points — before voting again.
+   */
+  | { readonly kind: "data-lost" };
 
 export type ReplicaEffect =
   | { readonly kind: "send"; readonly to: NodeId; readonly msg: Message }
@@ -137,6 +142,11 @@ export class ReplicaMachine {
         break;
       case "points-synced":
         this.onPointsSynced(ev.peer, ev.round, ev.ok);
+        break;
+      case "data-lost":
+        this.rebuilding = true;
+        this.upToDate = false;
+        this.catchup = null; // the next tick starts a rebuild round with every peer
         break;
     }
     const out = this.out;
@@ -458,6 +468,7 @@ export class ReplicaMachine {
     if (round === null || round.round !== roundNo) return;
     const ids = round.syncing.get(peer) ?? [];
     if (!ok) return; // the round stalls and is retried after catchupIntervalMs
+    round.synced.add(peer);
     for (const id of ids) if (this.store.lookup(id)?.state === "committed") round.outstanding.delete(id);
     this.maybeFinishCatchup();
   }
@@ -494,6 +505,19 @@ export class ReplicaMachine {
   private maybeFinishCatchup(): void {
     const round = this.catchup;
     if (round === null || !round.complete) return;
+    if (this.rebuilding) {
+      // Batches listed by id are here now; what the peers hold only as points (flushed, or shared with other batches)
+      // is compared and copied by a full point sync with every peer before this replica votes again.
+      const pending = [...round.listed].filter((p) => !round.synced.has(p));
+      if (pending.length > 0) {
+        for (const p of pending)
+          if (!round.syncing.has(p)) {
+            round.syncing.set(p, []);
+            this.out.push({ kind: "sync-points", peer: p, round: round.round, flushed: [] });
+          }
+        return;
+      }
+    }
     this.catchup = null;
     this.lastCatchupDoneMs = this.nowMs;
     const overlap = Hlc.spanOfMs(this.cfg.catchupOverlapMs ?? 600_000);
