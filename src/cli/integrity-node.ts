@@ -126,6 +126,7 @@ export class NodeIntegrity {
               fromPeer: peer.id,
               outcome: "repaired",
               points: { stored: r.install.stored, present: r.install.present, divergent: r.install.divergent },
+              digests: r.digests,
               detail: `${r.windowsDiffering} of ${r.windows} hour windows differed; ${r.seriesFetched} series compared point by point; ${r.traffic.bytesSent + r.traffic.bytesReceived} bytes exchanged`,
             });
           },
@@ -211,6 +212,7 @@ export class NodeIntegrity {
       fromPeer: this.peerName(url),
       outcome: "repaired",
       points: { stored: r.install.stored, present: r.install.present, divergent: r.install.divergent },
+      digests: r.digests,
       detail: "catch-up met batches the peer had flushed: their points were copied",
     });
   }
@@ -221,9 +223,10 @@ export class NodeIntegrity {
     const from = [...this.rebuildPeers].join(",") || null;
     const pending = this.pending;
     this.pending = [];
-    this.rebuildSyncs = [];
     this.rebuildPeers = new Set();
-    for (const p of pending) await this.record({ ...p, fromPeer: from, outcome: "repaired", points, detail: `${p.detail}; rebuilt from every peer` });
+    const last = this.rebuildSyncs.at(-1);
+    const digests = last === undefined ? {} : { after: last.digests.after, peer: last.digests.peer };
+    for (const p of pending) await this.record({ ...p, fromPeer: from, outcome: "repaired", points, digests, detail: `${p.detail}; rebuilt from every peer` });
     if (this.startedEmpty && points.stored > 0)
       await this.record({
         kind: "data-loss",
@@ -232,9 +235,11 @@ export class NodeIntegrity {
         fromPeer: from,
         outcome: "repaired",
         points,
+        digests,
         detail: "started with no replica state (a new or wiped data dir); rebuilt from every peer",
       });
     this.startedEmpty = false;
+    this.rebuildSyncs = [];
   }
 
   private async record(r: RepairInput): Promise<void> {

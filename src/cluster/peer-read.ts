@@ -11,8 +11,8 @@ import { Agent, request, type IncomingMessage, type ServerResponse } from "node:
 import { assert } from "../core/assert.js";
 import { ORIGIN_BY_CODE, ORIGIN_CODE, type Origin } from "../core/batch.js";
 import { ByteReader, ByteWriter } from "../core/bytes.js";
-import { BadInputError, HqError, UnavailableError } from "../core/errors.js";
-import { fromHex, toHex } from "../core/hash.js";
+import { BadInputError, CorruptionError, HqError, UnavailableError } from "../core/errors.js";
+import { crc32c, fromHex, toHex } from "../core/hash.js";
 import { seriesKey, type Labels } from "../core/labels.js";
 import { makeMatcher, type MatchOp, type Matcher } from "../core/matchers.js";
 import { readBody } from "../net/body.js";
@@ -131,10 +131,19 @@ export function encodeSelectAnswer(a: SelectAnswer): Uint8Array {
   w.uvarint(a.batches.size);
   for (const b of a.batches.values())
     w.str(b.batchId).bytes(fromHex(b.sha256)).varint64(b.hlc).uvarint(b.shardId).uvarint(b.sampleCount).u8(ORIGIN_CODE[b.origin]).str(b.inference ?? "");
-  return w.finish();
+  const body = w.finish();
+  // A CRC32C of everything before it: points travel between replicas checked, like everything they store.
+  const out = new Uint8Array(body.length + 4);
+  out.set(body);
+  new DataView(out.buffer, out.byteOffset + body.length, 4).setUint32(0, crc32c(body), true);
+  return out;
 }
 
-export function decodeSelectAnswer(bytes: Uint8Array, source: string): SelectAnswer {
+export function decodeSelectAnswer(framed: Uint8Array, source: string): SelectAnswer {
+  if (framed.length < 4) throw new CorruptionError(`selection answer of ${framed.length} bytes: too short for its checksum`, source, 0);
+  const bytes = framed.subarray(0, framed.length - 4);
+  const sent = new DataView(framed.buffer, framed.byteOffset + bytes.length, 4).getUint32(0, true);
+  if (crc32c(bytes) !== sent) throw new CorruptionError("selection answer: CRC32C mismatch (damaged in transit)", source, bytes.length);
   const r = new ByteReader(bytes, source);
   if (r.u32() !== MAGIC) throw new BadInputError(`${source}: not a selection answer (bad magic)`);
   const version = r.u8();

@@ -123,6 +123,8 @@ export interface SyncReport {
   install: InstallReport;
   /** What the comparison and copy cost on the wire (both directions, HTTP bodies). */
   traffic: ReadMeter;
+  /** Summary digests of the synced range, "count:hash" (hash = sum of the window hashes mod 2^64, hex): before, after, the peer's. */
+  digests: { before: string; after: string; peer: string };
   ms: number;
 }
 
@@ -136,6 +138,18 @@ export interface PointSyncOptions {
 }
 
 const HOUR_NS = 3_600_000_000_000n;
+const U64 = (1n << 64n) - 1n;
+
+/** One line for a set of window digests: total count and the sum of their hashes (mod 2^64). */
+function summary(ws: readonly { count: number; hash: bigint }[]): string {
+  let n = 0;
+  let h = 0n;
+  for (const w of ws) {
+    n += w.count;
+    h = (h + w.hash) & U64;
+  }
+  return `${n}:${h.toString(16).padStart(16, "0")}`;
+}
 
 export class PointSync {
   private readonly windowNs: bigint;
@@ -157,10 +171,23 @@ export class PointSync {
   /** Copies what `peerUrl` holds committed in [startNs, endNs] and this node lacks. */
   async syncFrom(peerUrl: string, startNs = INT64_MIN, endNs = INT64_MAX): Promise<SyncReport> {
     const started = Date.now();
-    const report: SyncReport = { peer: peerUrl, windows: 0, windowsDiffering: 0, seriesFetched: 0, samplesFetched: 0, install: zeroInstall(), traffic: newMeter(), ms: 0 };
+    const report: SyncReport = {
+      peer: peerUrl,
+      windows: 0,
+      windowsDiffering: 0,
+      seriesFetched: 0,
+      samplesFetched: 0,
+      install: zeroInstall(),
+      traffic: newMeter(),
+      digests: { before: "", after: "", peer: "" },
+      ms: 0,
+    };
     const theirs = await this.reader.digestWindows(peerUrl, startNs, endNs, this.windowNs, report.traffic);
     const ours = new Map<bigint, { count: number; hash: bigint }>();
-    for (const w of this.engine.digestWindows(startNs, endNs, this.windowNs)) ours.set(w.startNs, w);
+    const mineBefore = this.engine.digestWindows(startNs, endNs, this.windowNs);
+    for (const w of mineBefore) ours.set(w.startNs, w);
+    report.digests.before = summary(mineBefore);
+    report.digests.peer = summary(theirs);
     report.windows = theirs.length;
     for (const w of theirs) {
       const mine = ours.get(w.startNs);
@@ -171,6 +198,7 @@ export class PointSync {
       const hi = hiWindow < endNs ? hiWindow : endNs;
       await this.syncWindow(peerUrl, lo, hi, report);
     }
+    report.digests.after = report.windowsDiffering === 0 ? report.digests.before : summary(this.engine.digestWindows(startNs, endNs, this.windowNs));
     report.ms = Date.now() - started;
     return report;
   }

@@ -17,7 +17,7 @@
 import { Agent, request, type IncomingMessage, type ServerResponse } from "node:http";
 import { BadInputError, HqError } from "../core/errors.js";
 import type { Message } from "./protocol/messages.js";
-import { MAX_MESSAGE_BYTES, MESSAGE_CONTENT_TYPE, decodeMessage, encodeMessage } from "./wire.js";
+import { MAX_MESSAGE_BYTES, MESSAGE_CONTENT_TYPE, checkPayloadDigests, decodeMessage, encodeMessage } from "./wire.js";
 import { readBody } from "../net/body.js";
 
 /** The path every node serves inbound messages on. */
@@ -255,6 +255,7 @@ export function makeInboundHandler(onMessage: (msg: Message) => void, limits: In
     try {
       // Content-Encoding was refused above, so readBody reads the raw bytes.
       msg = decodeMessage(await readBody(req, limit), source);
+      checkPayloadDigests(msg, source);
     } catch (e) {
       const err = e instanceof HqError ? e : new BadInputError(String(e));
       // Past the limit the rest of the body is discarded; close so the peer stops sending it.

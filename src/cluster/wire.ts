@@ -7,6 +7,7 @@
 // BadInputError for malformed bytes, TooLargeError past MAX_MESSAGE_BYTES.
 
 import { ByteReader, ByteWriter } from "../core/bytes.js";
+import { sha256, toHex } from "../core/hash.js";
 import { BadInputError, CorruptionError, HqError, TooLargeError, type ConflictingPoint } from "../core/errors.js";
 import type {
   Ballot,
@@ -531,4 +532,17 @@ export function decodeMessage(bytes: Uint8Array, source: string): Message {
     // Not expected (every read is bounds-checked), but the contract is "typed errors only".
     throw new BadInputError(`malformed replication message from ${source}: ${e instanceof Error ? e.message : String(e)}`, { field: d.field, offset: d.r.offset }, { cause: e });
   }
+}
+
+/**
+ * The batches a message carries must hash to the digests they travel with. The transport checks this on receipt
+ * (a copy damaged in transit is refused, counted, and re-sent by the protocol) so that no replica ever stores bytes
+ * under a digest they do not have. Throws CorruptionError naming the batch.
+ */
+export function checkPayloadDigests(msg: Message, source: string): void {
+  const check = (b: BatchPayload): void => {
+    if (toHex(sha256(b.bytes)) !== b.sha256) throw new CorruptionError(`batch ${b.batchId}: SHA-256 of the bytes received does not match the digest sent with them`, source, 0);
+  };
+  if (msg.type === "prepare") check(msg.batch);
+  else if (msg.type === "fetch-reply") for (const f of msg.batches) check(f.batch);
 }

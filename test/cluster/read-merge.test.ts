@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { ByteWriter } from "../../src/core/bytes.js";
+import { crc32c } from "../../src/core/hash.js";
 import { decodeSelectAnswer, encodeSelectAnswer, type BatchMeta } from "../../src/cluster/peer-read.js";
 import { mergeSelections, mergeSeries, unionSorted } from "../../src/cluster/read-merge.js";
 import type { SelectedSeries } from "../../src/storage/engine-api.js";
@@ -137,10 +138,16 @@ describe("selection wire codec (HQR1)", () => {
         (e: { code?: string }) => e.code === "bad_input" || e.code === "corruption",
       );
     // A sample count far beyond the bytes that follow: refused before allocating.
-    const huge = new ByteWriter().u32(0x31525148).u8(1).uvarint(1).uvarint(0).uvarint(0).uvarint(2 ** 40).finish();
+    const body = new ByteWriter().u32(0x31525148).u8(1).uvarint(1).uvarint(0).uvarint(0).uvarint(2 ** 40).finish();
+    const huge = new Uint8Array(body.length + 4);
+    huge.set(body);
+    new DataView(huge.buffer).setUint32(body.length, crc32c(body), true);
     assert.throws(() => decodeSelectAnswer(huge, "huge"), /claims 1099511627776 samples/);
-    const bad = bytes.slice();
-    bad[0] = 0;
-    assert.throws(() => decodeSelectAnswer(bad, "magic"), /bad magic/);
+    // Any flipped byte is caught by the checksum.
+    for (let i = 0; i < bytes.length; i++) {
+      const bad = bytes.slice();
+      bad[i] = bad[i]! ^ 0x10;
+      assert.throws(() => decodeSelectAnswer(bad, "flip"), (e: { code?: string }) => e.code === "corruption");
+    }
   });
 });

@@ -214,4 +214,10 @@ test("SIGKILL a node during sustained writes and restart it: it catches up (by p
   const rebuilt = await metric(victim.http, "hqts_repaired_points_total");
   t.diagnostic(`rebuilt node: ${last.total} points, ${rebuilt} of them copied by point sync`);
   assert.ok(rebuilt > 0, "the wiped node rebuilt flushed data by point sync");
+  // The rebuild is recorded in the node's repair log (a new log: the old one was wiped with the data dir).
+  await until("the rebuild is recorded", 30_000, async () => {
+    const a = await http(`${victim.http}/hq/v1/repairs`);
+    const rs = (a.json() as { data: { kind: string; outcome: string; points: { stored: number }; fromPeer: string | null }[] }).data;
+    return rs.some((r) => r.kind === "data-loss" && r.outcome === "repaired" && r.points.stored > 0 && r.fromPeer !== null);
+  });
 });

@@ -8,6 +8,7 @@ import { INTERNAL_MSG_PATH, Transport, inboundRoute, makeInboundHandler, type In
 import { MESSAGE_CONTENT_TYPE, encodeMessage } from "../../src/cluster/wire.js";
 import type { Message } from "../../src/cluster/protocol/messages.js";
 import type { Route } from "../../src/server/routes.js";
+import { sha256, toHex } from "../../src/core/hash.js";
 
 interface Served {
   url: string;
@@ -52,12 +53,13 @@ function post(url: string, body: Uint8Array | string, headers: Record<string, st
 }
 
 const ballot = { t: 123456789012345678901234567890n, node: "gw-α#2" };
-const prepare = (i: number, from: string): Message => ({
+const batchBytes = (i: number): Uint8Array => new Uint8Array(i * 10).fill(i & 0xff);
+const prepare = (i: number, from: string, digest = toHex(sha256(batchBytes(i)))): Message => ({
   type: "prepare",
   from,
   hlc: BigInt(i) << 70n,
   shardId: i % 7,
-  batch: { batchId: `b${i}`, shardId: i % 7, sha256: "ab".repeat(32), hlc: 42n, bytes: new Uint8Array(i * 10).fill(i & 0xff) },
+  batch: { batchId: `b${i}`, shardId: i % 7, sha256: digest, hlc: 42n, bytes: batchBytes(i) },
   ballot,
   replicas: ["a", "b", "ノード"],
 });
@@ -248,4 +250,19 @@ test("the route descriptor fits the server's route table", () => {
   const route: Route = inboundRoute(() => undefined, { maxBodyBytes: 1 << 20 });
   assert.equal(route.path, "/hq/v1/internal/msg");
   assert.deepEqual(route.methods, ["POST"]);
+});
+
+test("a batch whose bytes do not hash to the digest sent with them is refused (400) and never handed to the machine", async () => {
+  const got: Message[] = [];
+  const srv = await serve(makeInboundHandler((m) => got.push(m)));
+  try {
+    const bad = await post(srv.url, encodeMessage(prepare(3, "gw", "cd".repeat(32))), { "Content-Type": MESSAGE_CONTENT_TYPE });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body, /SHA-256 of the bytes received does not match/);
+    const good = await post(srv.url, encodeMessage(prepare(3, "gw")), { "Content-Type": MESSAGE_CONTENT_TYPE });
+    assert.equal(good.status, 202);
+    assert.equal(got.length, 1);
+  } finally {
+    await srv.close();
+  }
 });
