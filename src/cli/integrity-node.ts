@@ -35,6 +35,9 @@ export interface IntegrityOptions {
   readonly antiEntropyIntervalMs: number | null;
 }
 
+/** What anti-entropy may pull from peers, per second (the copy's pace; comparing agreeing replicas costs bytes). */
+const ANTI_ENTROPY_BYTES_PER_SECOND_MAX = 16 * 1024 * 1024;
+
 interface PendingDamage {
   readonly kind: RepairKind;
   readonly trigger: RepairTrigger;
@@ -113,7 +116,8 @@ export class NodeIntegrity {
     if (this.opts.antiEntropyIntervalMs !== null) {
       this.antiEntropy = new AntiEntropy(
         {
-          sync: (url) => this.replication.pointSync.syncFrom(url),
+          // Bounded: a replica far behind (restored from an old backup) converges over several rounds' time, not at once.
+          sync: (url) => this.replication.pointSync.syncFrom(url, undefined, undefined, { bytesPerSecondMax: ANTI_ENTROPY_BYTES_PER_SECOND_MAX }),
           peers: () => (this.rs.rebuilt ? this.replication.peerList() : []), // a rebuild copies everything anyway
           log: this.log,
           registry: this.registry,

@@ -137,6 +137,11 @@ export interface PointSyncOptions {
   samplesPerFetchMax?: number;
 }
 
+export interface SyncOptions {
+  /** Pace the copy to at most this many bytes received per second (anti-entropy); absent: as fast as it goes. */
+  bytesPerSecondMax?: number;
+}
+
 const HOUR_NS = 3_600_000_000_000n;
 const U64 = (1n << 64n) - 1n;
 
@@ -169,7 +174,7 @@ export class PointSync {
   }
 
   /** Copies what `peerUrl` holds committed in [startNs, endNs] and this node lacks. */
-  async syncFrom(peerUrl: string, startNs = INT64_MIN, endNs = INT64_MAX): Promise<SyncReport> {
+  async syncFrom(peerUrl: string, startNs = INT64_MIN, endNs = INT64_MAX, opts: SyncOptions = {}): Promise<SyncReport> {
     const started = Date.now();
     const report: SyncReport = {
       peer: peerUrl,
@@ -196,14 +201,14 @@ export class PointSync {
       const lo = w.startNs > startNs ? w.startNs : startNs;
       const hiWindow = w.startNs + this.windowNs - 1n;
       const hi = hiWindow < endNs ? hiWindow : endNs;
-      await this.syncWindow(peerUrl, lo, hi, report);
+      await this.syncWindow(peerUrl, lo, hi, report, started, opts);
     }
     report.digests.after = report.windowsDiffering === 0 ? report.digests.before : summary(this.engine.digestWindows(startNs, endNs, this.windowNs));
     report.ms = Date.now() - started;
     return report;
   }
 
-  private async syncWindow(peerUrl: string, lo: bigint, hi: bigint, report: SyncReport): Promise<void> {
+  private async syncWindow(peerUrl: string, lo: bigint, hi: bigint, report: SyncReport, started: number, opts: SyncOptions): Promise<void> {
     const theirs = await this.reader.digestSeries(peerUrl, lo, hi, report.traffic);
     const ours = new Map<string, { count: number; hash: bigint }>();
     for (const s of this.engine.digestSeries(lo, hi)) ours.set(s.key, s);
@@ -249,6 +254,11 @@ export class PointSync {
       addInstall(report.install, await installPoints(this.engine, lacking, ans.batches));
       group = [];
       groupSamples = 0;
+      const rate = opts.bytesPerSecondMax;
+      if (rate !== undefined) {
+        const aheadMs = (report.traffic.bytesReceived / rate) * 1000 - (Date.now() - started);
+        if (aheadMs > 0) await new Promise((r) => setTimeout(r, aheadMs)); // pacing, not synchronisation
+      }
     };
     for (const s of keys) {
       if (group.length >= this.seriesPerFetch || (group.length > 0 && groupSamples + s.count > this.samplesPerFetch)) await flush();

@@ -734,9 +734,7 @@ export class Engine implements StorageEngine {
         const t = bs.timestampsNs[i]!;
         const v = bs.values[i]!;
         const hi = s.head.find(t);
-        let existing: { v: number; origin: number; batchId: string } | null = null;
-        if (hi >= 0) existing = { v: s.head.values[hi]!, origin: s.head.origins[hi]!, batchId: this.headBatches[s.head.batchRefs[hi]!]!.batchId };
-        else if (blocks.length > 0) existing = this.findInBlocks(blocks, t);
+        const existing = this.storedPoint(s, hi, blocks, t);
         if (existing === null) {
           ops.push({ kind: "insert", s, t, v });
           continue;
@@ -1033,6 +1031,12 @@ export class Engine implements StorageEngine {
    * Checks every point of the batch against head and blocks; returns the changes to make, or throws ConflictError
    * (adding the ids of the batches holding conflicting points to `holders` if given).
    */
+  /** The point stored at (s, t): in the head (at `hi`, from s.head.find) or else in one of `blocks`; null when absent. */
+  private storedPoint(s: SeriesState, hi: number, blocks: { ref: BlockRef; chunk: ChunkRef }[], t: bigint): { v: number; origin: number; batchId: string } | null {
+    if (hi >= 0) return { v: s.head.values[hi]!, origin: s.head.origins[hi]!, batchId: this.headBatches[s.head.batchRefs[hi]!]!.batchId };
+    return blocks.length > 0 ? this.findInBlocks(blocks, t) : null;
+  }
+
   private plan(batch: Batch, holders?: Set<string>): Op[] {
     const ops: Op[] = [];
     const conflicts: ConflictingPoint[] = [];
@@ -1045,9 +1049,7 @@ export class Engine implements StorageEngine {
         const t = bs.timestampsNs[i]!;
         const v = bs.values[i]!;
         const hi = s.head.find(t);
-        let existing: { v: number; origin: number; batchId: string } | null = null;
-        if (hi >= 0) existing = { v: s.head.values[hi]!, origin: s.head.origins[hi]!, batchId: this.headBatches[s.head.batchRefs[hi]!]!.batchId };
-        else if (blocks.length > 0) existing = this.findInBlocks(blocks, t);
+        const existing = this.storedPoint(s, hi, blocks, t);
         if (existing === null) {
           ops.push({ kind: "insert", s, t, v });
           continue;
