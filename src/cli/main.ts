@@ -4,7 +4,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { addClusterCommands } from "./cluster-cmd.js";
 import { CliError, baseUrl } from "./http.js";
-import { runExport, runLabels, runQuery, runSeries } from "./read-cmds.js";
+import { runCompleteness, runExport, runGaps, runLabels, runQuery, runSeries } from "./read-cmds.js";
 import { VERSION } from "./version.js";
 import type { NodeOptions } from "./node-cmd.js";
 import { runWrite, type WriteOptions } from "./write-cmd.js";
@@ -73,6 +73,9 @@ export function buildProgram(): Command {
     .option("--scrub-rate <bytes/s>", "cluster mode: re-read and check every WAL segment and block at this many bytes per second; 0 turns the scrubber off (default 8388608)")
     .option("--scrub-pass-interval <duration>", "cluster mode: least time from the start of one scrub pass to the next (default 60s)")
     .option("--anti-entropy-interval <duration>", "cluster mode: pause between anti-entropy rounds with the other replicas; 0 turns it off (default 60s)")
+    .option("--gap-rules <file>", "gap rules, JSON: expected interval and fill policy per selector (docs/gaps.md); the same file on every node")
+    .option("--gap-scan-interval <duration>", "pause between gap scans (one node at a time runs them); 0 turns the gap job off (default 60s)")
+    .option("--gap-lookback <duration>", "how far back each gap scan looks (default 24h)")
     .option("--node-id <id>", "cluster mode: this node's id, unique in the cluster (1-64 of [A-Za-z0-9_.-])")
     .option("--etcd <urls>", "cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379,http://10.0.0.2:2379)")
     .option("--cluster <name>", "cluster mode: cluster name; its metadata lives under /hqts/<name>/ in etcd", "default")
@@ -190,6 +193,31 @@ export function buildProgram(): Command {
   ).action(
     act(async (name: string | undefined, o: { url: string; match: string[]; start?: string; end?: string; timeout: number }) => {
       await runLabels(name, { ...o, url: baseUrl(o.url), timeoutMs: o.timeout * 1000 }, process.stdout);
+    }),
+  );
+
+  readOpts(
+    program
+      .command("gaps")
+      .description("list the gaps the gap job recorded for the selected series (open, filled, backfilled, stale)")
+      .option("--match <selector>", "series selector (repeatable)", collect, [] as string[])
+      .addOption(new Option("--state <state>", "only gaps in this state").choices(["open", "filled", "backfilled", "stale"]))
+      .option("--json", "print the JSON answer", false),
+  ).action(
+    act(async (o: { url: string; match: string[]; start?: string; end?: string; timeout: number; state?: string; json: boolean }) => {
+      await runGaps({ ...o, url: baseUrl(o.url), timeoutMs: o.timeout * 1000 }, process.stdout);
+    }),
+  );
+
+  readOpts(
+    program
+      .command("completeness")
+      .description("per series over [start, end]: expected slots, original points, inferred points, missing slots")
+      .option("--match <selector>", "series selector (repeatable)", collect, [] as string[])
+      .option("--json", "print the JSON answer", false),
+  ).action(
+    act(async (o: { url: string; match: string[]; start?: string; end?: string; timeout: number; json: boolean }) => {
+      await runCompleteness({ ...o, url: baseUrl(o.url), timeoutMs: o.timeout * 1000 }, process.stdout);
     }),
   );
 

@@ -20,6 +20,11 @@ import { RepairLog } from "../repair/log.js";
 import { repairsRoute } from "../repair/route.js";
 import { SCRUB_BYTES_PER_SECOND_DEFAULT, SCRUB_PASS_INTERVAL_MS_DEFAULT } from "../storage/scrubber.js";
 import { NodeIntegrity } from "./integrity-node.js";
+import { encodeWithDigest } from "../core/batch.js";
+import { GapJob } from "../gaps/job.js";
+import { parseGapRules } from "../gaps/rules.js";
+import { parseSelector } from "../query/selector.js";
+import { readFile } from "node:fs/promises";
 import type { Engine } from "../storage/engine.js";
 import { UnavailableError } from "../core/errors.js";
 import { openReplicatedEngine, Replication } from "./cluster-node.js";
@@ -39,6 +44,9 @@ export interface NodeOptions {
   /** Engine: ...or once its oldest unflushed write is this old (a duration, e.g. 30m). */
   flushInterval?: string;
   scrubRate?: string;
+  gapRules?: string;
+  gapScanInterval?: string;
+  gapLookback?: string;
   scrubPassInterval?: string;
   antiEntropyInterval?: string;
   /** Cluster mode: etcd client URLs, comma-separated. */
@@ -98,6 +106,9 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   if (!Number.isSafeInteger(scrubRate) || scrubRate < 0) throw new CliError(`--scrub-rate: expected bytes per second (0 turns it off), got "${opts.scrubRate}"`, 2);
   const scrubPassIntervalMs = opts.scrubPassInterval === undefined ? SCRUB_PASS_INTERVAL_MS_DEFAULT : parsePositiveDuration(opts.scrubPassInterval, "--scrub-pass-interval");
   const antiEntropyIntervalMs = opts.antiEntropyInterval === undefined ? 60_000 : parseDuration(opts.antiEntropyInterval, "--anti-entropy-interval");
+  const gapScanIntervalMs = opts.gapScanInterval === undefined ? 60_000 : parseDuration(opts.gapScanInterval, "--gap-scan-interval");
+  const gapLookbackMs = opts.gapLookback === undefined ? 24 * 3_600_000 : parsePositiveDuration(opts.gapLookback, "--gap-lookback");
+  const gapRules = opts.gapRules === undefined ? [] : await loadGapRules(opts.gapRules);
   const limits: Limits = { ...DEFAULT_LIMITS, ...(opts.maxBodyBytes !== undefined ? { bodyBytesMax: opts.maxBodyBytes } : {}) };
   const dataDir = resolve(opts.data);
   const log = pino({ level: opts.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
@@ -126,17 +137,20 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   let replicaEngine: Engine | null = null;
   let repairs: RepairLog | null = null;
   let integrity: NodeIntegrity | null = null;
+  let gapJob: GapJob | null = null;
   const hq = createHqServer({
     limits,
     log,
     registry,
     version: VERSION,
+    gapRules: () => gapRules,
     ...(etcdEndpoints !== null
       ? {
           clusterInfo: () => ({
             ...(agent?.view() ?? { state: "joining" }),
             replication: replication?.stats() ?? { state: "opening" },
             integrity: integrity?.stats() ?? null,
+            gaps: gapJob?.stats() ?? null,
           }),
           extraRoutes: [
             inboundRoute((msg) => replication?.deliver(msg)),
@@ -160,6 +174,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     stopping = true;
     log.info({ signal, inFlight: hq.inFlight(), deadlineMs: shutdownMs }, "shutting down: finishing in-flight requests");
     try {
+      if (gapJob !== null) await gapJob.stop();
       if (integrity !== null) await integrity.stop();
       if (replication !== null) await replication.stop();
       if (repairs !== null) await repairs.close();
@@ -226,6 +241,22 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   }
   hq.setEngine(engine);
   log.info({ url: addr.url }, "ready");
+  if (gapScanIntervalMs !== null) {
+    // One node at a time runs it: the cluster's coordinator (elected in etcd), or a standalone node itself.
+    const local = engine;
+    gapJob = new GapJob(
+      {
+        select: async (sets, o) => (replication !== null ? (await replication.reader.select(sets, o, false)).value : local.select(sets, o)),
+        write: (batch, id) => (replication !== null ? replication.writer.write(batch, id, encodeWithDigest(batch)) : local.write(batch, id, encodeWithDigest(batch))),
+        isLeader: () => (etcdEndpoints === null ? true : (agent?.isCoordinator() ?? false)),
+        rules: () => gapRules,
+        nowNs: () => BigInt(Date.now()) * 1_000_000n,
+        log,
+      },
+      { intervalMs: gapScanIntervalMs, lookbackNs: BigInt(gapLookbackMs) * 1_000_000n },
+    );
+    gapJob.start();
+  }
   if (etcdEndpoints !== null) {
     try {
       agent = new ClusterAgent({
@@ -244,5 +275,20 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     // Before joining: damage found at open makes the replica rebuild, and the driver reads that when it starts.
     await integrity!.start();
     replication!.join(agent);
+  }
+}
+
+/** Reads --gap-rules FILE (docs/gaps.md); every node of a cluster should be given the same rules. */
+async function loadGapRules(path: string): Promise<ReturnType<typeof parseGapRules>> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new CliError(`--gap-rules ${path}: ${(e as Error).message}`, 2);
+  }
+  try {
+    return parseGapRules(raw, parseSelector);
+  } catch (e) {
+    throw new CliError(`--gap-rules ${path}: ${(e as Error).message}`, 2);
   }
 }

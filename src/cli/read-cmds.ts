@@ -1,4 +1,5 @@
-// `hqts export`, `hqts query` (selector only until PromQL lands), `hqts series`, `hqts labels`.
+// `hqts export`, `hqts query` (selector only until PromQL lands), `hqts series`, `hqts labels`, `hqts gaps`,
+// `hqts completeness`.
 
 import { CliError, describeFailure, request, streamTo } from "./http.js";
 
@@ -83,4 +84,65 @@ export async function runLabels(name: string | undefined, opts: ReadOptions, out
   const path = name === undefined ? "/api/v1/labels" : `/api/v1/label/${encodeURIComponent(name)}/values`;
   const data = (await getJson(`${opts.url}${path}?${readParams(opts).toString()}`, opts.timeoutMs)) as string[];
   for (const v of data) out.write(v + "\n");
+}
+
+function table(rows: string[][], out: NodeJS.WritableStream, numeric: ReadonlySet<number>): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  for (const r of rows) out.write(r.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd() + "\n");
+}
+
+interface GapJson {
+  series: Record<string, string>;
+  state: string;
+  startNs: string;
+  endNs: string | null;
+  missingSlots: number | null;
+  inferredPoints: number;
+  method: string | null;
+}
+
+/** The gaps the gap job recorded (docs/gaps.md): a table, or the JSON answer with --json. */
+export async function runGaps(opts: ReadOptions & { state?: string; json: boolean }, out: NodeJS.WritableStream): Promise<void> {
+  if (opts.match.length === 0) throw new CliError("--match is required", 2);
+  const data = (await getJson(`${opts.url}/hq/v1/gaps?${readParams(opts, { state: opts.state }).toString()}`, opts.timeoutMs)) as GapJson[];
+  if (opts.json) {
+    out.write(JSON.stringify(data, null, 2) + "\n");
+    return;
+  }
+  const rows = [["SERIES", "STATE", "START", "END", "MISSING", "INFERRED", "METHOD"]];
+  for (const g of data)
+    rows.push([seriesText(g.series), g.state, isoNs(g.startNs), g.endNs === null ? "" : isoNs(g.endNs), String(g.missingSlots ?? ""), String(g.inferredPoints), g.method ?? ""]);
+  table(rows, out, new Set([4, 5]));
+  out.write(`(${data.length} gaps)\n`);
+}
+
+interface CompletenessJson {
+  series: Record<string, string>;
+  intervalNs: string | null;
+  expectedSlots: number | null;
+  original: number;
+  inferred: number;
+  missingSlots: number | null;
+}
+
+/** Per series: expected slots, original and inferred points, missing slots. */
+export async function runCompleteness(opts: ReadOptions & { json: boolean }, out: NodeJS.WritableStream): Promise<void> {
+  if (opts.match.length === 0) throw new CliError("--match is required", 2);
+  if (opts.start === undefined || opts.end === undefined) throw new CliError("--start and --end are required", 2);
+  const data = (await getJson(`${opts.url}/hq/v1/completeness?${readParams(opts).toString()}`, opts.timeoutMs)) as CompletenessJson[];
+  if (opts.json) {
+    out.write(JSON.stringify(data, null, 2) + "\n");
+    return;
+  }
+  const rows = [["SERIES", "INTERVAL", "EXPECTED", "ORIGINAL", "INFERRED", "MISSING"]];
+  for (const c of data)
+    rows.push([
+      seriesText(c.series),
+      c.intervalNs === null ? "?" : `${Number(BigInt(c.intervalNs) / 1_000_000n) / 1000}s`,
+      String(c.expectedSlots ?? "?"),
+      String(c.original),
+      String(c.inferred),
+      String(c.missingSlots ?? "?"),
+    ]);
+  table(rows, out, new Set([2, 3, 4, 5]));
 }

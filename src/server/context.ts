@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Batch, EncodedBatch } from "../core/batch.js";
 import type { Limits } from "../core/limits.js";
+import type { GapRule } from "../gaps/rules.js";
 import type { Receipt } from "../core/receipt.js";
 import type { Labels } from "../core/labels.js";
 import type { MatcherSets, SelectedSeries, SelectOptions, StorageEngine } from "../storage/engine-api.js";
@@ -29,6 +30,8 @@ export interface RouteContext {
   writer(): BatchWriter | null;
   /** Where reads go: the cluster's majority reader once the node has joined, else the local engine. */
   reader(): Reader;
+  /** Gap rules (docs/gaps.md): the expected interval and fill policy per selector. */
+  gapRules(): readonly GapRule[];
   /** The node's view of its cluster (GET /hq/v1/cluster); undefined on a standalone node. */
   readonly clusterInfo?: () => unknown;
 }

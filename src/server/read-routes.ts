@@ -13,14 +13,14 @@ import { jsonNumber } from "./json.js";
 import { localReader, type ReadOutcome, type Reader, type RouteContext } from "./context.js";
 
 /** Form bodies of read requests (match[] lists) are small; this bounds them. */
-const FORM_BYTES_MAX = 4 * 1024 * 1024;
+export const FORM_BYTES_MAX = 4 * 1024 * 1024;
 
 interface TimeRange {
   startNs: bigint;
   endNs: bigint;
 }
 
-function timeRange(params: URLSearchParams): TimeRange {
+export function timeRange(params: URLSearchParams): TimeRange {
   const s = params.get("start");
   const e = params.get("end");
   const startNs = s === null || s === "" ? INT64_MIN : parseApiTime(s, { field: "start" });
@@ -29,7 +29,7 @@ function timeRange(params: URLSearchParams): TimeRange {
   return { startNs, endNs };
 }
 
-function matchSets(params: URLSearchParams, required: boolean): MatcherSets | null {
+export function matchSets(params: URLSearchParams, required: boolean): MatcherSets | null {
   const raw = params.getAll("match[]");
   if (raw.length === 0 && !required) return null;
   return parseMatchParams(raw);
@@ -43,7 +43,7 @@ function limitParam(params: URLSearchParams): number {
 }
 
 /** `partial_response=true` (Thanos' name): accept an answer from fewer than a majority of replicas, flagged as partial. */
-function partialParam(params: URLSearchParams): boolean {
+export function partialParam(params: URLSearchParams): boolean {
   const raw = params.get("partial_response");
   if (raw === null || raw === "" || raw === "false" || raw === "0") return false;
   if (raw === "true" || raw === "1") return true;
@@ -54,7 +54,7 @@ function partialParam(params: URLSearchParams): boolean {
  * `consistency=local` answers from this replica alone (faster, and what an operator checks a replica with);
  * the default, `majority`, merges a majority of replicas so that every acknowledged point is seen (cluster mode).
  */
-function readerFor(ctx: RouteContext, params: URLSearchParams): Reader {
+export function readerFor(ctx: RouteContext, params: URLSearchParams): Reader {
   const raw = params.get("consistency");
   if (raw === null || raw === "" || raw === "majority") return ctx.reader();
   if (raw === "local") return localReader(ctx.engine());
@@ -64,7 +64,7 @@ function readerFor(ctx: RouteContext, params: URLSearchParams): Reader {
 const PARTIAL_WARNING = "partial response: fewer than a majority of replicas answered, so acknowledged points may be missing";
 
 /** Prometheus API body, with `warnings` when the answer is partial. */
-function apiBody(data: unknown, outcome: ReadOutcome<unknown>): Record<string, unknown> {
+export function apiBody(data: unknown, outcome: ReadOutcome<unknown>): Record<string, unknown> {
   return outcome.partial ? { status: "success", data, warnings: [PARTIAL_WARNING] } : { status: "success", data };
 }
 

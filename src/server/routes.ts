@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { BadInputError } from "../core/errors.js";
 import { handleIngest } from "./ingest-routes.js";
 import { handleExport, handleLabels, handleLabelValues, handleSeries } from "./read-routes.js";
+import { handleCompleteness, handleGaps } from "./gap-routes.js";
 import { sendJson } from "./http-util.js";
 import type { RouteContext } from "./context.js";
 
@@ -87,6 +88,8 @@ export const ROUTES: readonly Route[] = [
   },
   { name: "/hq/v1/admin/flush", path: "/hq/v1/admin/flush", methods: ["POST"], handler: flush },
   { name: "/hq/v1/status", path: "/hq/v1/status", methods: ["GET"], handler: status },
+  { name: "/hq/v1/gaps", path: "/hq/v1/gaps", methods: ["GET", "POST"], handler: (c, q, r, u) => handleGaps(c, q, r, u) },
+  { name: "/hq/v1/completeness", path: "/hq/v1/completeness", methods: ["GET", "POST"], handler: (c, q, r, u) => handleCompleteness(c, q, r, u) },
 ];
 
 export type RouteMatch = { route: Route; params: string[] } | { route: null; allowed: string[] | null };

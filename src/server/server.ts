@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Limits } from "../core/limits.js";
+import type { GapRule } from "../gaps/rules.js";
 import { NotFoundError, UnavailableError } from "../core/errors.js";
 import type { StorageEngine } from "../storage/engine-api.js";
 import { sendError, sendMethodNotAllowed } from "./http-errors.js";
@@ -26,6 +27,8 @@ export interface HqServerOptions {
   requestTimeoutMs?: number;
   /** In cluster mode: the node's view of the cluster, served at GET /hq/v1/cluster. */
   clusterInfo?: () => unknown;
+  /** Gap rules (docs/gaps.md); none by default (gaps are recorded with learned intervals, never filled). */
+  gapRules?: () => readonly GapRule[];
   /** Routes beyond the public API (cluster: the node-to-node message endpoint), matched first. */
   extraRoutes?: readonly Route[];
 }
@@ -71,6 +74,7 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     ...(opts.clusterInfo !== undefined ? { clusterInfo: opts.clusterInfo } : {}),
     state: () => state,
     writer: () => writer,
+    gapRules: opts.gapRules ?? (() => []),
     reader: () => {
       if (reader !== null) {
         ctx.engine(); // 503 while starting or closing, as local reads
