@@ -123,6 +123,8 @@ export interface DriverStats {
   /** Batches held prepared here whose fate is not known yet. */
   readonly undecided: number;
   readonly upToDate: boolean;
+  /** Batches behind the peers: outstanding in the catch-up round in progress, else fetched by the last one. */
+  readonly lagBatches: number;
   readonly rebuilding: boolean;
   readonly persistsPending: number;
   readonly persisted: number;
@@ -324,6 +326,7 @@ export class NodeDriver {
       gatewayInflight: this.gateway.inflight,
       undecided: this.replica.undecided,
       upToDate: this.replica.isUpToDate,
+      lagBatches: this.replica.lagBatches,
       rebuilding: this.replica.isRebuilding,
       persistsPending: this.persistsPending,
       persisted: c.persisted,

@@ -183,6 +183,12 @@ test("SIGKILL a node during sustained writes and restart it: it catches up (by p
   await until("the restarted node holds every acked point", 90_000, async () => (last = await holdsEveryAcked(victim.http)).ok);
   for (const u of urls) assert.ok((await holdsEveryAcked(u)).ok, `${u} lacks acked points`);
   await until("every node's digests agree", 60_000, () => digestsAgree(urls));
+  // `cluster status` shows the replica's lag: 0 batches behind once it caught up.
+  await until("cluster status shows every replica 0 batches behind", 30_000, async () => {
+    const st = cli("cluster", "status", "--dir", pg!.dir, "--json");
+    assert.equal(st.status, 0, st.stderr);
+    return (JSON.parse(st.stdout) as { nodes: { lag: string | null }[] }).nodes.every((n) => n.lag === "0");
+  });
   const repaired = await metric(victim.http, "hqts_repaired_points_total");
   t.diagnostic(`restarted node: ${last.total} points; ${repaired} copied by point sync / read repair`);
   assert.ok(repaired > 0, "the restarted node copied flushed points from its peers (point sync ran)");

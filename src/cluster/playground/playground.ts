@@ -337,7 +337,7 @@ export interface NodeStatus {
   alive: boolean;
   health: string;
   healthy: boolean;
-  /** Replica lag: a placeholder until the quorum protocol reports it. */
+  /** Replica lag, in batches behind its peers (catch-up), or its state when that says more ("rebuilding"). */
   lag: string | null;
   /**
    * Replication as the node reports it (GET /hq/v1/cluster): "running" (takes writes), "rebuilding" (from its
@@ -392,7 +392,7 @@ export async function status(opts: { dir: string }): Promise<StatusReport> {
         alive: isAlive(n.pid, nodeMarker(n)),
         health: h.detail,
         healthy: h.ok,
-        lag: null,
+        lag: lagText(v?.replication),
         replication: v === null ? null : replicationState(v.replication as { state?: unknown; rebuilding?: unknown } | undefined),
         replicationStats: v?.replication ?? null,
         etcd: { name: n.etcd.name, clientUrl: n.etcd.clientUrl, pid: n.etcd.pid, alive: isAlive(n.etcd.pid, etcdMarker(n)), healthy: eh.ok, status: es },
@@ -444,4 +444,13 @@ export function formatStatus(r: StatusReport): string {
     lines.push(`coordinator: ${r.view.coordinator.holder ?? "none elected"}`);
   }
   return lines.join("\n") + "\n";
+}
+
+/** The LAG column: batches behind the peers (0 once caught up), "rebuilding" while a rebuild runs, else unknown. */
+function lagText(rep: unknown): string | null {
+  const r = rep as { lagBatches?: unknown; rebuilding?: unknown; upToDate?: unknown } | undefined;
+  if (r === undefined || r === null) return null;
+  if (r.rebuilding === true) return "rebuilding";
+  if (typeof r.lagBatches !== "number") return null;
+  return r.upToDate === true && r.lagBatches === 0 ? "0" : `${r.lagBatches} batches`;
 }

@@ -31,6 +31,8 @@ export function missingFrom(store: ReplicaStore, committed: readonly BatchSummar
 export class CatchupRound {
   readonly listed = new Set<NodeId>();
   readonly outstanding = new Set<string>();
+  /** Batches this round asked peers for (what this replica lacked when it listed). */
+  fetched = 0;
   /** Peers asked to point-sync (their batches' bytes were flushed), with the ids that wait on it. */
   readonly syncing = new Map<NodeId, string[]>();
   /** Peers whose points were copied in this round (point sync reported ok). */

@@ -102,6 +102,7 @@ export class ReplicaMachine {
   private catchup: CatchupRound | null = null;
   private catchupRounds = 0;
   private lastCatchupDoneMs = -Infinity;
+  private lastRoundFetched = 0;
   /** HLC lower bound of the next round's lists: 0 (everything) until a round completes. */
   private catchupFromHlc = 0n;
   private catchupStartHlc = 0n;
@@ -120,6 +121,13 @@ export class ReplicaMachine {
   }
   get isRebuilding(): boolean {
     return this.rebuilding;
+  }
+  /**
+   * How far behind its peers this replica is, in batches: what the catch-up round in progress still waits for, else
+   * what the last complete round had to fetch (0: it lacked nothing).
+   */
+  get lagBatches(): number {
+    return this.catchup !== null && this.catchup.outstanding.size > 0 ? this.catchup.outstanding.size : this.lastRoundFetched;
   }
   /** Batches this replica holds prepared whose fate it does not know yet. */
   get undecided(): number {
@@ -412,6 +420,7 @@ export class ReplicaMachine {
     round.listed.add(m.from);
     const want = missingFrom(this.store, m.committed, this.rebuilding ? m.prepared : []).filter((id) => !round.outstanding.has(id));
     for (const id of want) round.outstanding.add(id);
+    round.fetched += want.length;
     if (want.length > 0) this.send(m.from, { type: "fetch", round: m.round, batchIds: want });
     this.maybeFinishCatchup();
   }
@@ -520,6 +529,7 @@ export class ReplicaMachine {
     }
     this.catchup = null;
     this.lastCatchupDoneMs = this.nowMs;
+    this.lastRoundFetched = round.fetched;
     const overlap = Hlc.spanOfMs(this.cfg.catchupOverlapMs ?? 600_000);
     const from = this.catchupStartHlc - overlap;
     this.catchupFromHlc = from > 0n ? from : 0n;
