@@ -170,6 +170,19 @@ type Op =
  */
 export const DIGEST_WINDOW_NS = 3_600_000_000_000n;
 
+/** What is stored where a point of a batch would go (Engine.visitPoints). */
+type StoredCase =
+  | { readonly kind: "absent" }
+  | { readonly kind: "same"; readonly heldUndecided: boolean }
+  | { readonly kind: "differs"; readonly stored: { v: number; origin: number; batchId: string } }
+  | { readonly kind: "yields" }
+  | { readonly kind: "replaces" };
+const ABSENT: StoredCase = { kind: "absent" };
+const YIELDS: StoredCase = { kind: "yields" };
+const REPLACES: StoredCase = { kind: "replaces" };
+const SAME: StoredCase = { kind: "same", heldUndecided: false };
+const SAME_HELD: StoredCase = { kind: "same", heldUndecided: true };
+
 const DEFAULT_HEAD_SAMPLES_MAX = 4_000_000;
 const DEFAULT_FLUSH_INTERVAL_MS = 30 * 60 * 1000;
 const RETENTION_CHECK_MS = 60 * 1000;
@@ -720,44 +733,30 @@ export class Engine implements StorageEngine {
         : null;
       if (differs !== null) throw new BadInputError(`repair of batch ${id}: its ${differs} differs from the batch held here under the same digest`);
     }
-    const incoming = ORIGIN_CODE[part.origin];
     const ops: Op[] = [];
     const takeovers: { s: SeriesState; t: bigint }[] = [];
     const divergent: ConflictingPoint[] = [];
     let divergentCount = 0;
     let present = 0;
-    for (const bs of part.series) {
-      const s = this.series.get(bs.key) ?? this.seriesFor(bs.key, bs.labels);
-      const n = bs.timestampsNs.length;
-      const blocks = n > 0 ? this.blocksOverlapping(s, bs.timestampsNs[0]!, bs.timestampsNs[n - 1]!) : [];
-      for (let i = 0; i < n; i++) {
-        const t = bs.timestampsNs[i]!;
-        const v = bs.values[i]!;
-        const hi = s.head.find(t);
-        const existing = this.storedPoint(s, hi, blocks, t);
-        if (existing === null) {
-          ops.push({ kind: "insert", s, t, v });
-          continue;
-        }
-        if (existing.origin === incoming) {
-          if (sameValue(existing.v, v)) {
-            present++;
-            if (hi >= 0 && this.headBatches[s.head.batchRefs[hi]!]!.phase !== "committed") takeovers.push({ s, t });
-            continue;
-          }
+    this.visitPoints(part, (s, key, t, v, hi, c) => {
+      switch (c.kind) {
+        case "absent":
+        case "replaces":
+          ops.push(this.storeOp(s, hi, t, v));
+          return;
+        case "same":
+          present++;
+          if (c.heldUndecided) takeovers.push({ s, t });
+          return;
+        case "differs":
           divergentCount++;
-          if (divergent.length < 100) divergent.push({ series: bs.key, timestampNs: t.toString(), storedValue: existing.v, offeredValue: v });
-          continue;
-        }
-        if (incoming === ORIGIN_CODE.inferred) {
+          if (divergent.length < 100) divergent.push({ series: key, timestampNs: t.toString(), storedValue: c.stored.v, offeredValue: v });
+          return;
+        case "yields":
           present++; // an original stands there: inference yields
-          continue;
-        }
-        if (hi >= 0)
-          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldOwner: this.headBatches[s.head.batchRefs[hi]!]! });
-        else ops.push({ kind: "insert", s, t, v });
+          return;
       }
-    }
+    });
     let st = known;
     const registered = st === undefined;
     if (st === undefined) {
@@ -1031,15 +1030,13 @@ export class Engine implements StorageEngine {
    * Checks every point of the batch against head and blocks; returns the changes to make, or throws ConflictError
    * (adding the ids of the batches holding conflicting points to `holders` if given).
    */
-  /** The point stored at (s, t): in the head (at `hi`, from s.head.find) or else in one of `blocks`; null when absent. */
-  private storedPoint(s: SeriesState, hi: number, blocks: { ref: BlockRef; chunk: ChunkRef }[], t: bigint): { v: number; origin: number; batchId: string } | null {
-    if (hi >= 0) return { v: s.head.values[hi]!, origin: s.head.origins[hi]!, batchId: this.headBatches[s.head.batchRefs[hi]!]!.batchId };
-    return blocks.length > 0 ? this.findInBlocks(blocks, t) : null;
-  }
-
-  private plan(batch: Batch, holders?: Set<string>): Op[] {
-    const ops: Op[] = [];
-    const conflicts: ConflictingPoint[] = [];
+  /**
+   * Visits every point of a batch with what is stored at its (series, timestamp), classified by the identity rules
+   * (decision 6): absent; the same value and origin class (and whether an undecided batch holds it); a different value
+   * of the same class; an incoming inferred point where an original stands (it yields); an incoming original where an
+   * inferred point stands (it replaces it). `hi` is the head index from s.head.find (negative: not in the head).
+   */
+  private visitPoints(batch: Batch, visit: (s: SeriesState, key: string, t: bigint, v: number, hi: number, c: StoredCase) => void): void {
     const incoming = ORIGIN_CODE[batch.origin];
     for (const bs of batch.series) {
       const s = this.series.get(bs.key) ?? this.seriesFor(bs.key, bs.labels);
@@ -1049,31 +1046,54 @@ export class Engine implements StorageEngine {
         const t = bs.timestampsNs[i]!;
         const v = bs.values[i]!;
         const hi = s.head.find(t);
-        const existing = this.storedPoint(s, hi, blocks, t);
-        if (existing === null) {
-          ops.push({ kind: "insert", s, t, v });
-          continue;
-        }
-        if (existing.origin === incoming) {
-          if (sameValue(existing.v, v)) {
-            // Identical replay. Held by a batch whose fate is open: share it, so it outlives that batch's rollback.
-            if (hi >= 0 && this.headBatches[s.head.batchRefs[hi]!]!.phase !== "committed") ops.push({ kind: "share", s, t });
-            continue;
-          }
-          if (conflicts.length < 100) conflicts.push({ series: bs.key, timestampNs: t.toString(), storedValue: existing.v, offeredValue: v });
-          if (holders !== undefined) {
-            holders.add(existing.batchId);
-            for (const b of this.sharers.get(s)?.get(t) ?? []) if (this.batches.get(b.batchId) === b) holders.add(b.batchId);
-          }
-          continue;
-        }
-        if (incoming === ORIGIN_CODE.inferred) continue; // an original is already there: inference yields
-        // An original arrives where an inferred point stands: it replaces it.
-        if (hi >= 0)
-          ops.push({ kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldOwner: this.headBatches[s.head.batchRefs[hi]!]! });
-        else ops.push({ kind: "insert", s, t, v });
+        const stored = this.storedPoint(s, hi, blocks, t);
+        let c: StoredCase;
+        if (stored === null) c = ABSENT;
+        else if (stored.origin !== incoming) c = incoming === ORIGIN_CODE.inferred ? YIELDS : REPLACES;
+        else if (!sameValue(stored.v, v)) c = { kind: "differs", stored };
+        else c = hi >= 0 && this.headBatches[s.head.batchRefs[hi]!]!.phase !== "committed" ? SAME_HELD : SAME;
+        visit(s, bs.key, t, v, hi, c);
       }
     }
+  }
+
+  /** The op that stores (t, v): a replacement of the head point at `hi`, else an insertion into the head. */
+  private storeOp(s: SeriesState, hi: number, t: bigint, v: number): Op {
+    if (hi >= 0)
+      return { kind: "replace", s, index: hi, t, v, oldV: s.head.values[hi]!, oldOrigin: s.head.origins[hi]!, oldOwner: this.headBatches[s.head.batchRefs[hi]!]! };
+    return { kind: "insert", s, t, v };
+  }
+
+  /** The point stored at (s, t): in the head (at `hi`, from s.head.find) or else in one of `blocks`; null when absent. */
+  private storedPoint(s: SeriesState, hi: number, blocks: { ref: BlockRef; chunk: ChunkRef }[], t: bigint): { v: number; origin: number; batchId: string } | null {
+    if (hi >= 0) return { v: s.head.values[hi]!, origin: s.head.origins[hi]!, batchId: this.headBatches[s.head.batchRefs[hi]!]!.batchId };
+    return blocks.length > 0 ? this.findInBlocks(blocks, t) : null;
+  }
+
+  private plan(batch: Batch, holders?: Set<string>): Op[] {
+    const ops: Op[] = [];
+    const conflicts: ConflictingPoint[] = [];
+    this.visitPoints(batch, (s, key, t, v, hi, c) => {
+      switch (c.kind) {
+        case "absent":
+        case "replaces": // an original arrives where an inferred point stands: it replaces it
+          ops.push(this.storeOp(s, hi, t, v));
+          return;
+        case "same":
+          // Identical replay. Held by a batch whose fate is open: share it, so it outlives that batch's rollback.
+          if (c.heldUndecided) ops.push({ kind: "share", s, t });
+          return;
+        case "differs":
+          if (conflicts.length < 100) conflicts.push({ series: key, timestampNs: t.toString(), storedValue: c.stored.v, offeredValue: v });
+          if (holders !== undefined) {
+            holders.add(c.stored.batchId);
+            for (const b of this.sharers.get(s)?.get(t) ?? []) if (this.batches.get(b.batchId) === b) holders.add(b.batchId);
+          }
+          return;
+        case "yields":
+          return; // an original is already there: inference yields
+      }
+    });
     if (conflicts.length > 0)
       throw new ConflictError(
         `${conflicts.length >= 100 ? "100 or more" : conflicts.length} point(s) already hold a different value; nothing of this batch was stored`,
