@@ -25,7 +25,8 @@ export interface LinkInfo {
 export type FaultChange = Partial<Record<Direction, Partial<FaultState>>>;
 
 const FAULT_FIELDS: readonly (keyof FaultState)[] = ["delayMs", "jitterMs", "bytesPerSecond", "dropRate", "partitioned"];
-const LINK_NAME = /^[A-Za-z0-9_.:>-]{1,64}$/;
+// "*" names a link from every source to one destination ("*->n2": one proxy in front of n2).
+const LINK_NAME = /^[A-Za-z0-9_.:>*-]{1,64}$/;
 /** Control request bodies are tiny; anything larger is refused. */
 export const CONTROL_BODY_BYTES_MAX = 16 * 1024;
 

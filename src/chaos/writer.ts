@@ -155,6 +155,11 @@ export interface LoggingWriterOptions {
    * answer as if the connection had dropped (the server did apply it).
    */
   dropResponse?: (seq: number, attempt: number) => boolean;
+  /**
+   * Called as each batch gets its outcome, with when it started and ended (performance.now() ms): per-ack
+   * latency, and which endpoint acked when (scenarios.ts measures failover and latency under delay with it).
+   */
+  onBatch?: (batch: LedgerBatch, t: { startMs: number; endMs: number }) => void;
 }
 
 export interface WriterStats {
@@ -177,7 +182,7 @@ export interface WriterStats {
 const WRITER_NAME = /^[A-Za-z0-9_.-]+$/;
 
 export class LoggingWriter {
-  private readonly opts: Required<Omit<LoggingWriterOptions, "batchesMax" | "dropResponse">> & Pick<LoggingWriterOptions, "batchesMax" | "dropResponse">;
+  private readonly opts: Required<Omit<LoggingWriterOptions, "batchesMax" | "dropResponse" | "onBatch">> & Pick<LoggingWriterOptions, "batchesMax" | "dropResponse" | "onBatch">;
   private readonly spec: PointSpec;
   private readonly batches: LedgerBatch[] = [];
   private endpoint = 0;
@@ -276,7 +281,10 @@ export class LoggingWriter {
     for (let seq = 0; !this.stopping && (this.opts.batchesMax === undefined || seq < this.opts.batchesMax); seq++) {
       if (seq > 0) await this.pause(this.opts.intervalMs, true);
       if (this.stopping) break;
-      this.batches.push(await this.writeBatch(seq));
+      const startMs = performance.now();
+      const rec = await this.writeBatch(seq);
+      this.batches.push(rec);
+      this.opts.onBatch?.(rec, { startMs, endMs: performance.now() });
     }
   }
 

@@ -7,9 +7,11 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { PlaygroundError, parseNodeArgs, readClusterFile } from "../cluster/playground/layout.js";
 import { isHqError } from "../core/errors.js";
 import type { PlaygroundEnv } from "../cluster/playground/playground.js";
+import type { FaultOptions } from "./fault-proxy.js";
 import { CliError } from "./http.js";
 
 const pg = () => import("../cluster/playground/playground.js");
+const fp = () => import("./fault-proxy.js");
 const env = (): PlaygroundEnv => ({ cliMain: fileURLToPath(new URL("./main.js", import.meta.url)), out: process.stdout });
 
 async function wrap(fn: () => Promise<void>): Promise<void> {
@@ -56,6 +58,25 @@ async function integrityByNode(dir: string): Promise<Map<string, Record<string, 
   return new Map(await Promise.all(nodes.map(async (n) => [n.id, await integrityOf(n.http)] as const)));
 }
 
+/** With --fault-proxy: the links (for --json) and the "faults: ..." line; undefined without fault proxies. */
+async function faultsOf(dir: string): Promise<{ control: string; links: unknown; line: string } | undefined> {
+  let control: string;
+  try {
+    const f = readClusterFile(dir).faultProxy;
+    if (f === undefined || f === null) return undefined;
+    control = f.control;
+  } catch {
+    return undefined;
+  }
+  const { getLinks, activeFaultsLine } = await fp();
+  try {
+    const links = await getLinks(control);
+    return { control, links, line: activeFaultsLine(links) };
+  } catch (e) {
+    return { control, links: null, line: `faults: unknown (fault proxy control ${control}: ${(e as Error).message})` };
+  }
+}
+
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
 const count = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : Array.isArray(v) ? v.length : null);
 
@@ -100,8 +121,10 @@ export function withIntegrityColumn(text: string, nodeIds: readonly string[], ce
 }
 
 /** `hqts cluster up`: starts everything, then stays in the foreground until SIGINT/SIGTERM. */
-async function runUp(o: { nodes: number; dir: string; basePort: number; cluster: string; nodeArgs?: string }): Promise<void> {
+async function runUp(o: { nodes: number; dir: string; basePort: number; cluster: string; nodeArgs?: string; faultProxy?: boolean }): Promise<void> {
   const nodeArgs = parseNodeArgs(o.nodeArgs ?? "");
+  // --fault-proxy: the link proxies run in this process; they are stopped last, after every node and etcd member.
+  const proxies = o.faultProxy === true ? (await fp()).planFaultProxies(o.basePort, o.nodes) : null;
   let stopping: Promise<void> | null = null;
   let stopFn: (() => Promise<void>) | null = null;
   const onSignal = (sig: string): void => {
@@ -120,8 +143,21 @@ async function runUp(o: { nodes: number; dir: string; basePort: number; cluster:
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
-  const r = await (await pg()).up(env(), { dir: o.dir, nodes: o.nodes, basePort: o.basePort, cluster: o.cluster, nodeArgs });
-  stopFn = r.stop;
+  let r: Awaited<ReturnType<Awaited<ReturnType<typeof pg>>["up"]>>;
+  try {
+    r = await (await pg()).up(env(), { dir: o.dir, nodes: o.nodes, basePort: o.basePort, cluster: o.cluster, nodeArgs, ...(proxies !== null ? { faultProxy: proxies.setup } : {}) });
+  } catch (e) {
+    await proxies?.close();
+    throw e;
+  }
+  const stopPlayground = r.stop;
+  stopFn = async () => {
+    try {
+      await stopPlayground();
+    } finally {
+      await proxies?.close();
+    }
+  };
   // Stay in the foreground: the children are detached, so keep the event loop alive ourselves.
   setInterval(() => undefined, 1 << 30);
 }
@@ -148,7 +184,14 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
       'extra flags for every `hqts node`, split at whitespace, e.g. "--head-samples-max 1000 --flush-interval 5s";\n' +
         "kept in cluster.json and reused by start-node (--data, --http, --node-id, --etcd, --cluster, --advertise are the playground's)",
     )
-    .action(act(async (o: { nodes: number; dir: string; basePort: number; cluster: string; nodeArgs?: string }) => wrap(() => runUp(o))));
+    .option(
+      "--fault-proxy",
+      "route node-to-node and etcd peer traffic through link proxies run by this process (one per destination:\n" +
+        '"*->nK" at B+30+i in front of node i, "*->etcd-nK" at B+40+i in front of etcd peer i; control API at B+50);\n' +
+        "inject faults with hqts cluster fault|heal (docs/chaos.md). Clients still reach the nodes directly",
+      false,
+    )
+    .action(act(async (o: { nodes: number; dir: string; basePort: number; cluster: string; nodeArgs?: string; faultProxy: boolean }) => wrap(() => runUp(o))));
 
   cluster
     .command("status")
@@ -167,18 +210,42 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
           // The node's `integrity` (scrub passes and findings, repairs), when it gives one: a column and a JSON field.
           const report = { ...r, nodes: r.nodes.map((n) => ({ ...n, integrity: integrity.get(n.id) ?? null })) };
           const cells = new Map(report.nodes.map((n) => [n.id, formatIntegrity(n.integrity)]));
+          const faults = await faultsOf(o.dir);
           process.stdout.write(
             o.json
-              ? JSON.stringify(report, null, 2) + "\n"
+              ? JSON.stringify(faults === undefined ? report : { ...report, faultProxy: faults }, null, 2) + "\n"
               : withIntegrityColumn(
                   formatStatus(r),
                   r.nodes.map((n) => n.id),
                   cells,
-                ),
+                ) + (faults === undefined ? "" : `${faults.line}\n`),
           );
         }),
       ),
     );
+
+  cluster
+    .command("fault")
+    .description(
+      "set link faults through the fault proxies of `cluster up --fault-proxy` (every link without --link; only the\n" +
+        'given fields change) and print every link\'s state. Links: "*->nK" (traffic to node nK), "*->etcd-nK" (to its\n' +
+        "etcd member's peer port); up = towards the link's target, down = its answers",
+    )
+    .addOption(dirOpt())
+    .option("--link <name>", 'link name, e.g. "*->n2" (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--delay <duration>", "one-way delay per direction, e.g. 500ms, 2s")
+    .option("--jitter <duration>", "extra delay, uniform in [0, jitter]")
+    .option("--bandwidth <bytes/s>", "bandwidth limit in bytes per second (0 = unlimited)")
+    .option("--drop <rate>", "probability 0..1 that a new connection is reset")
+    .option("--partition", "cut the link (nothing forwarded in the chosen direction)")
+    .addOption(new Option("--direction <dir>", "which direction the faults apply to").choices(["up", "down", "both"]).default("both"))
+    .action(act(async (o: FaultOptions) => wrap(async () => void process.stdout.write(await (await fp()).runFault(o)))));
+
+  cluster
+    .command("heal")
+    .description("switch every fault off on every link of `cluster up --fault-proxy` and print the links")
+    .addOption(dirOpt())
+    .action(act(async (o: { dir: string }) => wrap(async () => void process.stdout.write(await (await fp()).runHeal(o.dir)))));
 
   cluster
     .command("stop-node")

@@ -267,6 +267,24 @@ export function buildProgram(): Command {
       }),
     );
 
+  program
+    .command("chaos")
+    .description(
+      "run an acceptance scenario of the chaos harness against a running playground (hqts cluster up --dir DIR), under\n" +
+        "a live writer, ending with heal, convergence and a durability check on every node: kill-leader, corrupt-wal,\n" +
+        "delay (needs cluster up --fault-proxy, else SKIP), replay, gap; `tour` runs all five and prints a table",
+    )
+    .argument("<scenario>", "kill-leader | corrupt-wal | delay | replay | gap | tour")
+    .requiredOption("--dir <dir>", "the playground directory (DIR/cluster.json)")
+    .option("--json", "print the results as JSON instead of a table", false)
+    .addHelpText("after", "\nExit codes: 0 every scenario PASS (or SKIP); 1 a scenario FAILed; 2 bad usage.\nScenarios and what they check: docs/chaos.md")
+    .action(
+      act(async (scenario: string, o: { dir: string; json: boolean }) => {
+        const { runChaos } = await import("./chaos-cmd.js");
+        process.exitCode = await runChaos(scenario, o, process.stdout, process.stderr);
+      }),
+    );
+
   addClusterCommands(program, act);
 
   return program;

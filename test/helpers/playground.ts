@@ -15,7 +15,8 @@ export interface Entry {
   pid: number | null;
   dataDir: string;
   walDir: string;
-  etcd: { name: string; clientUrl: string; peerUrl: string; pid: number | null; dataDir: string };
+  etcd: { name: string; clientUrl: string; peerUrl: string; advertisePeerUrl?: string; pid: number | null; dataDir: string };
+  advertise?: string;
 }
 
 export const readClusterFile = (dir: string): { nodes: Entry[]; nodeArgs?: string[] } =>
@@ -54,12 +55,17 @@ const portFree = (p: number): Promise<boolean> =>
     s.listen(p, "127.0.0.1", () => s.close(() => r(true)));
   });
 
-/** A base port B with B..B+22 free (the playground's scheme: B+i, B+10+i, B+20+i). */
-export async function pickBase(): Promise<number> {
+/**
+ * A base port B with B..B+22 free (the playground's scheme: B+i, B+10+i, B+20+i); with `faultProxy` also the
+ * proxies' B+30+i, B+40+i and the control port B+50.
+ */
+export async function pickBase(faultProxy = false): Promise<number> {
+  const offsets = faultProxy ? [0, 10, 20, 30, 40] : [0, 10, 20];
   for (let tries = 0; tries < 50; tries++) {
     const base = 20_000 + Math.floor(Math.random() * 40_000);
     let ok = true;
-    for (let i = 0; i < 3 && ok; i++) for (const off of [0, 10, 20]) if (!(await portFree(base + off + i))) ok = false;
+    for (let i = 0; i < 3 && ok; i++) for (const off of offsets) if (!(await portFree(base + off + i))) ok = false;
+    if (ok && faultProxy && !(await portFree(base + 50))) ok = false;
     if (ok) return base;
   }
   throw new Error("no free port range found");
@@ -92,6 +98,8 @@ export interface PlaygroundOptions {
   readyTimeoutMs?: number;
   /** Extra flags for every node (`cluster up --node-args`), e.g. ["--head-samples-max", "100"]. */
   nodeArgs?: string[];
+  /** `cluster up --fault-proxy`: node-to-node and etcd peer traffic through link proxies (hqts cluster fault|heal). */
+  faultProxy?: boolean;
 }
 
 /**
@@ -102,10 +110,11 @@ export async function startPlayground(options: PlaygroundOptions | number = {}):
   const opts: PlaygroundOptions = typeof options === "number" ? { readyTimeoutMs: options } : options;
   const readyTimeoutMs = opts.readyTimeoutMs ?? 40_000;
   const dir = await mkdtemp(join(tmpdir(), "hqts-playground-"));
-  const base = await pickBase();
+  const base = await pickBase(opts.faultProxy === true);
   let out = "";
   const args = [CLI_MAIN, "cluster", "up", "--nodes", "3", "--dir", dir, "--base-port", String(base)];
   if (opts.nodeArgs !== undefined && opts.nodeArgs.length > 0) args.push("--node-args", opts.nodeArgs.join(" "));
+  if (opts.faultProxy === true) args.push("--fault-proxy");
   const up = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   up.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
   up.stderr!.setEncoding("utf8").on("data", (s: string) => (out += s));

@@ -4,6 +4,10 @@
 //   HQ-TS node i HTTP     B + i        (8428, 8429, 8430 for B = 8428)
 //   etcd member i client  B + 10 + i   (8438, 8439, 8440)
 //   etcd member i peer    B + 20 + i   (8448, 8449, 8450)
+// and with `cluster up --fault-proxy` (the proxies run in the `cluster up` process):
+//   link "*->nK" proxy    B + 30 + i   (in front of node i's HTTP port: its --advertise URL)
+//   link "*->etcd-nK"     B + 40 + i   (in front of member i's peer port: its advertised peer URL)
+//   control API           B + 50
 // so at most 10 nodes. Node ids are n1, n2, ...; node nK's etcd member is
 // etcd-nK, "beside" it (started and stopped together with it).
 //
@@ -28,7 +32,10 @@ export class PlaygroundError extends Error {
 export interface EtcdMemberEntry {
   name: string;
   clientUrl: string;
+  /** Real peer URL (--listen-peer-urls). */
   peerUrl: string;
+  /** Peer URL the member advertises (--initial-advertise-peer-urls, --initial-cluster): a fault proxy in front of peerUrl; absent = peerUrl. */
+  advertisePeerUrl?: string;
   /** null while stopped. */
   pid: number | null;
   dataDir: string;
@@ -39,6 +46,8 @@ export interface NodeEntry {
   id: string;
   /** Base URL, e.g. http://127.0.0.1:8428. */
   http: string;
+  /** URL the node announces to its peers (--advertise): a fault proxy in front of `http`; absent = http. */
+  advertise?: string;
   /** null while stopped. */
   pid: number | null;
   dataDir: string;
@@ -60,7 +69,26 @@ export interface ClusterFile {
   /** Extra flags given to every `hqts node` (from `cluster up --node-args`); reused by `start-node`. Absent in older files. */
   nodeArgs?: string[];
   nodes: NodeEntry[];
+  /** `cluster up --fault-proxy`: the link proxies' control API and links; null (or absent) without it. */
+  faultProxy?: FaultProxyRecord | null;
 }
+
+export interface FaultProxyRecord {
+  /** Base URL of the control API (docs/chaos.md), e.g. http://127.0.0.1:8478. */
+  control: string;
+  /** Link name ("*->n1", "*->etcd-n1") -> proxy listen address and target, "127.0.0.1:PORT". */
+  links: Record<string, { listen: string; target: string }>;
+}
+
+/** Offsets of the fault-proxy ports from the base port (see the scheme above). */
+export const FAULT_PROXY_NODE_OFFSET = 30;
+export const FAULT_PROXY_ETCD_PEER_OFFSET = 40;
+export const FAULT_PROXY_CONTROL_OFFSET = 50;
+
+/** The URL peers reach node n at (its proxy with --fault-proxy). */
+export const nodeAdvertiseUrl = (n: NodeEntry): string => n.advertise ?? n.http;
+/** The peer URL member n advertises to the other members (its proxy with --fault-proxy). */
+export const etcdAdvertisePeerUrl = (n: NodeEntry): string => n.etcd.advertisePeerUrl ?? n.etcd.peerUrl;
 
 /** Flags the playground sets itself on every node: --node-args may not give them. */
 const OWNED_NODE_FLAGS = ["--data", "--http", "--node-id", "--etcd", "--cluster", "--advertise"];

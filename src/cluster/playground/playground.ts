@@ -10,12 +10,15 @@ import { EtcdMeta, endpointStatus, type EndpointStatus } from "../etcd.js";
 import {
   PlaygroundError,
   clusterFilePath,
+  etcdAdvertisePeerUrl,
   findNode,
+  nodeAdvertiseUrl,
   planCluster,
   readClusterFile,
   updateClusterFile,
   writeClusterFile,
   type ClusterFile,
+  type FaultProxyRecord,
   type NodeEntry,
 } from "./layout.js";
 import { checkHealth, isAlive, logTail, portFree, spawnDetached, stopPid, replicationState, waitHealthy, waitReplicationReady } from "./procs.js";
@@ -51,8 +54,8 @@ function etcdArgs(c: ClusterFile, n: NodeEntry, state: "new" | "existing", initi
     `--listen-client-urls=${n.etcd.clientUrl}`,
     `--advertise-client-urls=${n.etcd.clientUrl}`,
     `--listen-peer-urls=${n.etcd.peerUrl}`,
-    `--initial-advertise-peer-urls=${n.etcd.peerUrl}`,
-    `--initial-cluster=${initialCluster ?? c.nodes.map((x) => `${x.etcd.name}=${x.etcd.peerUrl}`).join(",")}`,
+    `--initial-advertise-peer-urls=${etcdAdvertisePeerUrl(n)}`,
+    `--initial-cluster=${initialCluster ?? c.nodes.map((x) => `${x.etcd.name}=${etcdAdvertisePeerUrl(x)}`).join(",")}`,
     `--initial-cluster-state=${state}`,
     `--initial-cluster-token=${c.etcdToken}`,
     `--heartbeat-interval=${ETCD_HEARTBEAT_MS}`,
@@ -83,7 +86,7 @@ function nodeCommand(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): string[]
     "--cluster",
     c.cluster,
     "--advertise",
-    n.http,
+    nodeAdvertiseUrl(n),
     "--replication-factor",
     String(Math.min(3, c.nodes.length)),
     // Extra flags from `cluster up --node-args`, last so they may override the defaults above (not the owned ones).
@@ -140,6 +143,20 @@ export async function stopAll(dir: string, deadlineMs = 10_000): Promise<void> {
 }
 
 /**
+ * `cluster up --fault-proxy`, composed by the caller (the cli layer owns the proxies): the URL each node and etcd
+ * member advertises (a proxy in front of it), what cluster.json records, and `start`, run once the playground's own
+ * checks passed and before any process starts. The caller stops the proxies after `stop` (they go last).
+ */
+export interface FaultProxySetup {
+  /** node id -> URL given as the node's --advertise. */
+  nodeAdvertise: Record<string, string>;
+  /** node id -> peer URL its etcd member advertises (--initial-advertise-peer-urls, --initial-cluster). */
+  etcdPeerAdvertise: Record<string, string>;
+  record: FaultProxyRecord;
+  start: () => Promise<void>;
+}
+
+/**
  * `hqts cluster up`: starts the etcd members and the nodes, waits for them
  * to be healthy and for every node's replication to run (rebuilt from its
  * peers, so a write is not answered 503), writes cluster.json, and resolves
@@ -148,9 +165,19 @@ export async function stopAll(dir: string, deadlineMs = 10_000): Promise<void> {
  */
 export async function up(
   env: PlaygroundEnv,
-  opts: { dir: string; nodes: number; basePort: number; cluster?: string; nodeArgs?: readonly string[] },
+  opts: { dir: string; nodes: number; basePort: number; cluster?: string; nodeArgs?: readonly string[]; faultProxy?: FaultProxySetup },
 ): Promise<{ file: ClusterFile; stop: () => Promise<void> }> {
   const plan = planCluster(opts.dir, opts.nodes, opts.basePort, opts.cluster, opts.nodeArgs);
+  plan.faultProxy = opts.faultProxy?.record ?? null;
+  if (opts.faultProxy !== undefined) {
+    for (const n of plan.nodes) {
+      const a = opts.faultProxy.nodeAdvertise[n.id];
+      const p = opts.faultProxy.etcdPeerAdvertise[n.id];
+      if (a === undefined || p === undefined) throw new PlaygroundError(`fault proxy: no advertise URL for ${n.id}`);
+      n.advertise = a;
+      n.etcd.advertisePeerUrl = p;
+    }
+  }
   if (existsSync(clusterFilePath(plan.dir))) {
     const old = readClusterFile(plan.dir);
     const live = old.nodes.flatMap((n) => [isAlive(n.pid, nodeMarker(n)) ? `${n.id} (pid ${n.pid})` : "", isAlive(n.etcd.pid, etcdMarker(n)) ? `${n.etcd.name} (pid ${n.etcd.pid})` : ""]).filter((s) => s !== "");
@@ -158,11 +185,21 @@ export async function up(
       throw new PlaygroundError(`a playground already runs in ${plan.dir}: ${[...live, old.upPid !== null && isAlive(old.upPid) ? `cluster up (pid ${old.upPid})` : ""].filter((s) => s !== "").join(", ")}`);
     if (old.basePort !== plan.basePort || old.nodes.length !== plan.nodes.length)
       throw new PlaygroundError(`${plan.dir} holds a playground of ${old.nodes.length} nodes at base port ${old.basePort}; use the same --nodes/--base-port or another --dir`, 2);
+    // etcd members keep the peer URLs they advertised in their data: a member's proxy must stay (or stay away).
+    if ((old.faultProxy ?? null) === null !== (plan.faultProxy === null))
+      throw new PlaygroundError(`${plan.dir} holds a playground started ${plan.faultProxy === null ? "with" : "without"} --fault-proxy (its etcd members keep their advertised peer URLs); use the same flag or another --dir`, 2);
   }
   const ports = plan.nodes.flatMap((n) => [n.http, n.etcd.clientUrl, n.etcd.peerUrl].map((u) => Number(new URL(u).port)));
+  if (plan.faultProxy) {
+    ports.push(Number(new URL(plan.faultProxy.control).port));
+    for (const l of Object.values(plan.faultProxy.links)) ports.push(Number(l.listen.slice(l.listen.lastIndexOf(":") + 1)));
+  }
   const busy: number[] = [];
   for (const p of ports) if (!(await portFree(p))) busy.push(p);
   if (busy.length > 0) throw new PlaygroundError(`ports in use: ${busy.join(", ")} (the playground needs ${ports.join(", ")}; pick another --base-port)`);
+
+  // The proxies listen before any process dials an advertised URL.
+  if (opts.faultProxy !== undefined) await opts.faultProxy.start();
 
   await mkdir(`${plan.dir}/logs`, { recursive: true });
   for (const n of plan.nodes) {
@@ -203,6 +240,7 @@ export async function up(
   say(env, `HQ-TS playground "${plan.cluster}" is up (${plan.nodes.length} nodes, data in ${plan.dir}):`);
   for (const n of plan.nodes) say(env, `  ${n.id}  ${n.http}  (pid ${n.pid})   etcd ${n.etcd.name}  ${n.etcd.clientUrl}  (pid ${n.etcd.pid})`);
   if (plan.nodeArgs !== undefined && plan.nodeArgs.length > 0) say(env, `node args: ${plan.nodeArgs.join(" ")}`);
+  if (plan.faultProxy) say(env, `fault proxy: control ${plan.faultProxy.control}, links ${Object.keys(plan.faultProxy.links).join(", ")} (hqts cluster fault|heal --dir ${plan.dir})`);
   say(env, `cluster.json: ${clusterFilePath(plan.dir)}    logs: ${plan.dir}/logs/`);
   say(env, `try: curl ${plan.nodes[0]!.http}/hq/v1/cluster     hqts cluster status --dir ${plan.dir}`);
   say(env, "Ctrl-C stops everything.");
@@ -264,10 +302,10 @@ async function repairEtcdMember(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry
       }
     };
     const list = await retrying("member list", () => meta.client.cluster.memberList({}, meta.deadline()));
-    const old = list.members.find((m) => m.name === n.etcd.name || m.peerURLs.includes(n.etcd.peerUrl));
+    const old = list.members.find((m) => m.name === n.etcd.name || m.peerURLs.includes(etcdAdvertisePeerUrl(n)));
     if (old !== undefined) await retrying("member remove", () => meta.client.cluster.memberRemove({ ID: old.ID }, meta.deadline()));
     await rm(n.etcd.dataDir, { recursive: true, force: true });
-    const added = await retrying("member add", () => meta.client.cluster.memberAdd({ peerURLs: [n.etcd.peerUrl] }, meta.deadline()));
+    const added = await retrying("member add", () => meta.client.cluster.memberAdd({ peerURLs: [etcdAdvertisePeerUrl(n)] }, meta.deadline()));
     const initial = added.members
       .filter((m) => m.peerURLs.length > 0)
       .map((m) => `${m.ID === added.member.ID || m.name === "" ? n.etcd.name : m.name}=${m.peerURLs[0]}`)
