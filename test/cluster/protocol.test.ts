@@ -301,4 +301,25 @@ describe("catch-up of flushed batches (point sync)", () => {
     lag.m.step({ kind: "points-synced", peer: "b", round: asked[0]!.round, ok: true });
     assert.equal(lag.m.isUpToDate, true);
   });
+
+  it("a batch held prepared here that the peer committed and flushed is committed here at once (a rebuild is not left waiting)", () => {
+    const src = { store: new FlushedStore(), m: null as unknown as ReplicaMachine };
+    src.m = new ReplicaMachine(
+      { node: "b", shardId: 0, replicas: NODES, recoveryAfterMs: 100_000, recoveryRetryMs: 50, catchupIntervalMs: 1000, rebuilding: false, incarnation: 1 },
+      src.store,
+      new Hlc(clock),
+    );
+    const b = payload("x", [[1, 1]]);
+    stepDurable(src.m, { kind: "receive", msg: prepare(b, ballot(10n)) });
+    stepDurable(src.m, { kind: "receive", msg: { type: "commit", from: "g", hlc: 1n, shardId: 0, batchId: "x", sha256: b.sha256, ballot: ballot(10n) } });
+    const lag = replica("a");
+    stepDurable(lag.m, { kind: "receive", msg: prepare(b, ballot(10n)) }); // prepared here; the commit never came
+    assert.equal(lag.store.lookup("x")?.state, "prepared");
+    now = 40_000;
+    const asked: Extract<ReplicaEffect, { kind: "sync-points" }>[] = [];
+    route(lag, src, lag.m.step({ kind: "tick", nowMs: now }), (e) => asked.push(e));
+    assert.equal(lag.store.lookup("x")?.state, "committed", "decided by the peer's answer, not left outstanding");
+    assert.equal(asked.length, 0, "nothing left to copy by points");
+    assert.equal(lag.m.isUpToDate, true);
+  });
 });

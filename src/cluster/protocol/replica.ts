@@ -458,6 +458,7 @@ export class ReplicaMachine {
         round.syncing.set(m.from, want.map((f) => f.batchId));
         this.out.push({ kind: "sync-points", peer: m.from, round: round.round, flushed: want });
       }
+      this.maybeFinishCatchup();
     }
     for (const f of m.batches) {
       if (f.state === "prepared" && !this.rebuilding) continue;
