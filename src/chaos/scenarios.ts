@@ -15,6 +15,7 @@ import { readClusterFile, type ClusterFile, type NodeEntry } from "../cluster/pl
 import { startNode, status, stopNode, type PlaygroundEnv } from "../cluster/playground/playground.js";
 import { checkDurability, waitConverged, type DurabilityReport } from "./checker.js";
 import { LoggingWriter, type LedgerBatch, type LoggingWriterOptions, type WriterLedger } from "./writer.js";
+import type { GapView } from "../server/gap-routes.js";
 
 export const SCENARIOS = ["kill-leader", "corrupt-wal", "delay", "replay", "gap"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -520,15 +521,7 @@ export async function replay(ctx: ScenarioContext): Promise<ScenarioResult> {
 
 // ---------------------------------------------------------------- gap
 
-interface GapJson {
-  series: Record<string, string>;
-  state: string;
-  startNs: string;
-  endNs: string | null;
-  missingSlots: number | null;
-  inferredPoints: number;
-  method: string | null;
-}
+type GapJson = GapView;
 
 /** A 10 s series with a 6-hour hole, under {job="chaos-gap"}: the gap job finds it and fills it with inferred points. */
 export async function gap(ctx: ScenarioContext, opts: { fillDeadlineMs?: number } = {}): Promise<ScenarioResult> {

@@ -2,6 +2,7 @@
 // `hqts completeness`.
 
 import { CliError, describeFailure, request, streamTo } from "./http.js";
+import type { GapView } from "../server/gap-routes.js";
 
 export interface ReadOptions {
   url: string;
@@ -91,15 +92,7 @@ function table(rows: string[][], out: NodeJS.WritableStream, numeric: ReadonlySe
   for (const r of rows) out.write(r.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd() + "\n");
 }
 
-interface GapJson {
-  series: Record<string, string>;
-  state: string;
-  startNs: string;
-  endNs: string | null;
-  missingSlots: number | null;
-  inferredPoints: number;
-  method: string | null;
-}
+type GapJson = GapView;
 
 /** The gaps the gap job recorded (docs/gaps.md): a table, or the JSON answer with --json. */
 export async function runGaps(opts: ReadOptions & { state?: string; json: boolean }, out: NodeJS.WritableStream): Promise<void> {

@@ -19,7 +19,8 @@ import { apiBody, FORM_BYTES_MAX, matchSets, partialParam, readerFor, timeRange 
 const GAP_STATES = ["open", "filled", "backfilled", "stale"] as const;
 type GapState = (typeof GAP_STATES)[number];
 
-interface GapView {
+/** One entry of the /hq/v1/gaps answer. */
+export interface GapView {
   series: Record<string, string>;
   state: GapState;
   startNs: string;

@@ -7,7 +7,8 @@
 // the repair is recorded in /hq/v1/repairs.
 
 import assert from "node:assert/strict";
-import { open, readdir, rm, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
+import { flipByte } from "../../src/chaos/scenarios.js";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { exportSeries, http } from "../helpers/http.js";
@@ -116,18 +117,6 @@ async function files(dir: string, suffix: string): Promise<string[]> {
   }
 }
 
-/** Flips bits of one byte in place (the file stays the same inode: a running node's open handle sees it). */
-async function flip(path: string, offset: number): Promise<void> {
-  const fh = await open(path, "r+");
-  try {
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, offset);
-    b[0] = b[0]! ^ 0x5a;
-    await fh.write(b, 0, 1, offset);
-  } finally {
-    await fh.close();
-  }
-}
 
 /** The relative file names a record may use: compare by the file's base name and parent folder. */
 const sameFile = (recorded: string | undefined, path: string): boolean => recorded !== undefined && path.endsWith(recorded.replace(/^.*?(wal|blocks)\//, "$1/"));
@@ -158,7 +147,7 @@ test("a lying disk costs no data: WAL and block damage found, repaired from peer
   const seg = segs[segs.length - 1]!;
   const segSize = (await stat(seg)).size;
   const at1 = Math.floor(segSize / 3); // a record in the middle: valid records follow it, so it is damage, not a torn tail
-  await flip(seg, at1);
+  await flipByte(seg, at1);
   t.diagnostic(`flipped byte ${at1} of ${seg} (${segSize} bytes) while running`);
   await until("the scrubber found and repaired the WAL damage", 30_000, async () =>
     (await repairs(victim.http)).some((r) => r.kind === "wal-damage" && r.trigger === "scrub" && r.outcome === "repaired" && sameFile(r.where.file, seg)),
@@ -176,7 +165,7 @@ test("a lying disk costs no data: WAL and block damage found, repaired from peer
   const segs2 = (await files(walDir, ".seg")).sort();
   const seg2 = segs2[segs2.length - 1]!;
   const at2 = Math.floor((await stat(seg2)).size / 3);
-  await flip(seg2, at2);
+  await flipByte(seg2, at2);
   t.diagnostic(`flipped byte ${at2} of ${seg2} while down`);
   startNode(victim);
   await until("the damage found at open is repaired and recorded", 60_000, async () =>
@@ -215,7 +204,7 @@ test("a lying disk costs no data: WAL and block damage found, repaired from peer
     set.add(x);
     flips.set(f.path, set);
   }
-  for (const [p, offs] of flips) for (const o of offs) await flip(p, o);
+  for (const [p, offs] of flips) for (const o of offs) await flipByte(p, o);
   t.diagnostic(`50 flips in ${flips.size} files (${targets.length} files, ${totalBytes} bytes)`);
   const before = (await repairs(victim.http).catch(() => [] as Repair[])).length;
   void before;
