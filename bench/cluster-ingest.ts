@@ -22,7 +22,9 @@
 //   --open-seconds S    open-loop run (default 20)
 //   --open-fraction F   open-loop rate as a fraction of the measured max (default 0.5)
 //   --series N          distinct series (default 1000)
-//   --only LIST         comma list of standalone,cluster-rr,cluster-one (default all three)
+//   --only LIST         comma list of standalone,cluster-rr,cluster-one,cluster-rr-noprov
+//                       (default the first three; cluster-rr-noprov = cluster-rr with --provenance off:
+//                       no batch archive, signed receipts or Merkle log, for their cost)
 //
 // Each cluster mode gets a fresh playground (so all targets start on an empty
 // database and receive byte-identical request bodies in the same order), and
@@ -69,10 +71,10 @@ const OPEN_SECONDS = num("open-seconds", args["open-seconds"], false);
 const OPEN_FRACTION = num("open-fraction", args["open-fraction"], false);
 const S = num("series", args.series, true);
 if (B > 1_000_000) throw new Error("--batch-samples: HQ-TS refuses more than 1,000,000 samples per request");
-type TargetName = "standalone" | "cluster-rr" | "cluster-one";
-const TARGETS: TargetName[] = ["standalone", "cluster-rr", "cluster-one"];
+type TargetName = "standalone" | "cluster-rr" | "cluster-one" | "cluster-rr-noprov";
+const TARGETS: TargetName[] = ["standalone", "cluster-rr", "cluster-one", "cluster-rr-noprov"];
 const only = (args.only ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
-for (const o of only) if (!TARGETS.includes(o as TargetName)) throw new Error(`--only: unknown target ${o} (standalone, cluster-rr, cluster-one)`);
+for (const o of only) if (!TARGETS.includes(o as TargetName)) throw new Error(`--only: unknown target ${o} (${TARGETS.join(", ")})`);
 
 const REQUEST_TIMEOUT_MS = 30_000;
 const START_MS = Date.UTC(2026, 10, 24, 0, 0, 0);
@@ -586,17 +588,20 @@ async function runStandalone(outDir: string): Promise<TargetResult> {
   }
 }
 
-async function runCluster(name: "cluster-rr" | "cluster-one"): Promise<TargetResult> {
+async function runCluster(name: "cluster-rr" | "cluster-one" | "cluster-rr-noprov"): Promise<TargetResult> {
   const t0 = performance.now();
-  playground = await startPlayground(60_000);
+  playground = await startPlayground({ readyTimeoutMs: 60_000, ...(name === "cluster-rr-noprov" ? { nodeArgs: ["--provenance", "off"] } : {}) });
   try {
     const urls = playground.nodes().map((n) => n.http);
     await waitReplicationReady(urls, 60_000);
     const startupMs = performance.now() - t0;
     const pids = playground.nodes().map((n) => `${n.id} ${String(n.pid)}`).join(", ");
-    const label = name === "cluster-rr" ? `3-node cluster, round-robin over 3 nodes (${pids})` : `3-node cluster, all writes through ${playground.nodes()[0]!.id} (${pids})`;
+    const label =
+      name === "cluster-one"
+        ? `3-node cluster, all writes through ${playground.nodes()[0]!.id} (${pids})`
+        : `3-node cluster, round-robin over 3 nodes${name === "cluster-rr-noprov" ? ", --provenance off" : ""} (${pids})`;
     // The loss check covers every node, also when all writes go through one.
-    const t = newTarget(name, label, name === "cluster-rr" ? urls : [urls[0]!], urls);
+    const t = newTarget(name, label, name === "cluster-one" ? [urls[0]!] : urls, urls);
     try {
       return await measure(t, startupMs);
     } finally {

@@ -26,7 +26,7 @@ export interface PlannedFault {
   atMs: number;
   /** The node it hits (every node for a delay on all links). */
   nodes: string[];
-  /** delay: the links ("*" = every link); partition: the node's inbound links. */
+  /** delay and partition: link patterns of the fault proxy ("*" = every link, "n1->*" = what n1 sends, ...). */
   links?: string[];
   /** kill-node / kill-etcd / partition / delay: how long the fault lasts before the restart or heal. */
   durationMs: number;
@@ -86,7 +86,8 @@ export function planCampaign(seed: number, seconds: number, nodeIds: string[]): 
       case "partition": {
         const id = pick(free);
         f.nodes = [id];
-        f.links = [`*->${id}`, `*->etcd-${id}`];
+        // Both ways for node traffic; etcd's links exist per destination only, so its member is cut inbound.
+        f.links = [`${id}->*`, `*->${id}`, `*->etcd-${id}`];
         f.durationMs = int(2000, 5000);
         break;
       }
@@ -100,7 +101,8 @@ export function planCampaign(seed: number, seconds: number, nodeIds: string[]): 
         } else {
           const id = pick(free);
           f.nodes = [id];
-          f.links = [rnd() < 0.5 ? `*->${id}` : `*->etcd-${id}`];
+          const others = nodeIds.filter((o) => o !== id);
+          f.links = [pick([`*->${id}`, `${id}->*`, `${id}->${pick(others)}`, `*->etcd-${id}`])];
         }
         break;
       }
@@ -170,6 +172,8 @@ export interface CampaignReport {
   problems: string[];
   digestsEqual: boolean;
   digestNote?: string;
+  /** The Merkle log: one checkpoint on every node holding every acked batch. */
+  log: LogCheck;
   verdict: "PASS" | "FAIL";
   exitCode: number;
 }
@@ -208,11 +212,6 @@ async function putLink(ctl: string, name: string, change: Record<string, unknown
   if (a.status !== 200) throw new Error(`PUT /links/${name} answered ${a.status}: ${a.text.slice(0, 150)}`);
 }
 
-async function linkNames(ctl: string): Promise<string[]> {
-  const a = await fetchJson(`${ctl}/links`);
-  return ((a.body as { links?: { name: string }[] } | null)?.links ?? []).map((l) => l.name);
-}
-
 async function inject(ctx: ScenarioContext, ctl: string | null, f: PlannedFault): Promise<void> {
   const env = envOf(ctx);
   const id = f.nodes[0]!;
@@ -245,7 +244,7 @@ async function inject(ctx: ScenarioContext, ctl: string | null, f: PlannedFault)
     case "partition":
     case "delay": {
       if (ctl === null) throw new Error("needs `cluster up --fault-proxy`");
-      const names = f.links![0] === "*" ? await linkNames(ctl) : f.links!;
+      const names = f.links!;
       const on = f.kind === "partition" ? { partitioned: true } : { delayMs: f.delayMs, jitterMs: f.jitterMs };
       const off = f.kind === "partition" ? { partitioned: false } : { delayMs: 0, jitterMs: 0 };
       try {
@@ -275,6 +274,47 @@ async function digestsOf(urls: string[]): Promise<string[]> {
       return a.text;
     }),
   );
+}
+
+export interface LogCheck {
+  /** Every node's ledger at one signed checkpoint holding every acked batch. */
+  ok: boolean;
+  size: number;
+  /** Acked batches not in that checkpoint (up to the check's deadline). */
+  missing: number;
+  elapsedMs: number;
+  note?: string;
+}
+
+/**
+ * The Merkle log after the faults (docs/provenance.md): polls until every node holds the same checkpoint and every
+ * acked batch is included in it (the sequencer may have moved, and batches committed late are cut late).
+ */
+export async function checkLog(urls: readonly string[], ackedIds: readonly string[], timeoutMs: number): Promise<LogCheck> {
+  const t0 = performance.now();
+  const until = Date.now() + timeoutMs;
+  let last: LogCheck = { ok: false, size: 0, missing: ackedIds.length, elapsedMs: 0 };
+  for (;;) {
+    try {
+      const cps = await Promise.all(urls.map((u) => fetchJson(`${u}/hq/v1/proof/checkpoint`)));
+      const bad = cps.findIndex((c) => c.status !== 200);
+      if (bad >= 0) throw new Error(`${urls[bad]}/hq/v1/proof/checkpoint answered ${cps[bad]!.status}: ${cps[bad]!.text.slice(0, 120)}`);
+      const heads = cps.map((c) => c.body as { size: number; root: string });
+      const size = heads[0]!.size;
+      if (heads.some((h) => h.size !== size || h.root !== heads[0]!.root)) throw new Error(`nodes at different checkpoints: ${heads.map((h) => h.size).join(", ")}`);
+      let missing = 0;
+      for (let i = 0; i < ackedIds.length; i += 256) {
+        const a = await fetchJson(`${urls[0]}/hq/v1/proof/batches`, { method: "POST", body: JSON.stringify({ ids: ackedIds.slice(i, i + 256), size, bytes: false }), headers: { "Content-Type": "application/json" } }, 30_000);
+        if (a.status !== 200) throw new Error(`proof/batches answered ${a.status}: ${a.text.slice(0, 120)}`);
+        missing += (a.body as { batches: { status: string }[] }).batches.filter((b) => b.status !== "included").length;
+      }
+      last = { ok: missing === 0, size, missing, elapsedMs: Math.round(performance.now() - t0) };
+    } catch (e) {
+      last = { ...last, ok: false, elapsedMs: Math.round(performance.now() - t0), note: (e as Error).message };
+    }
+    if (last.ok || Date.now() > until) return last;
+    await sleep(1000);
+  }
 }
 
 /** Polls the node's /hq/v1/cluster until its replication runs and is not rebuilding (a full member again). */
@@ -411,12 +451,15 @@ export async function runCampaign(ctx: ScenarioContext, opts: CampaignOptions): 
     await sleep(500);
   }
 
+  const ackedIds = ledgers.flatMap((l) => l.batches.flatMap((b) => (b.outcome === "acked" && b.receipt !== undefined ? [b.receipt.batchId] : [])));
+  const log = await checkLog(urls, ackedIds, 60_000);
+
   const byKind = Object.fromEntries(FAULT_KINDS.map((k) => [k, outcomes.filter((o) => o.kind === k && o.ok).length])) as Record<FaultKind, number>;
   const failed = outcomes.filter((o) => !o.ok);
   const lost = sum("lost");
   const duplicates = sum("duplicates");
   const wrongValues = sum("wrongValues");
-  const pass = conv.converged && lost === 0 && duplicates === 0 && wrongValues === 0 && report.ok && digestsEqual;
+  const pass = conv.converged && lost === 0 && duplicates === 0 && wrongValues === 0 && report.ok && digestsEqual && log.ok;
   const r: CampaignReport = {
     seed: opts.seed,
     seconds: opts.seconds,
@@ -446,6 +489,7 @@ export async function runCampaign(ctx: ScenarioContext, opts: CampaignOptions): 
     problems: report.problems,
     digestsEqual,
     ...(digestNote !== undefined ? { digestNote } : {}),
+    log,
     verdict: pass ? "PASS" : "FAIL",
     exitCode: pass ? 0 : 1,
   };
@@ -466,6 +510,7 @@ export function formatCampaign(r: CampaignReport): string {
     `duplicates        ${r.duplicates}`,
     `wrong values      ${r.wrongValues}`,
     `digests equal     ${r.digestsEqual}${r.digestNote !== undefined ? ` (${r.digestNote})` : ""}`,
+    `merkle log        ${r.log.ok ? `every acked batch in checkpoint ${r.log.size} on every node (${r.log.elapsedMs} ms)` : `NOT OK: ${r.log.missing} acked batches missing${r.log.note !== undefined ? ` (${r.log.note})` : ""}`}`,
     ...(r.problems.length > 0 ? [`problems          ${r.problems.slice(0, 5).join("; ")}`] : []),
     ...(r.faultErrors.length > 0 ? [`fault errors      ${r.faultErrors.slice(0, 5).join("; ")}`] : []),
     `verdict           ${r.verdict}`,

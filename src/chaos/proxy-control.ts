@@ -1,11 +1,16 @@
-// Named link proxies ("n1->n2", "etcd1->etcd2", ...) and their JSON control
+// Named link proxies ("n1->n2", "*->etcd-n2", ...) and their JSON control
 // API, served as a node:http handler (docs/chaos.md, "Link-fault proxy"):
 //
-//   GET  /links          every link: listen address, target, faults, counters
-//   GET  /links/<name>   one link
-//   PUT  /links/<name>   change faults: {"up": {...}, "down": {...}} and/or
-//                        fault fields at the top level (both directions)
-//   POST /heal           all faults off on every link
+//   GET  /links             every link: listen address, target, faults, counters
+//   GET  /links/<pattern>   the links the pattern matches ({links: [...]})
+//   PUT  /links/<pattern>   change faults on every link it matches:
+//                           {"up": {...}, "down": {...}} and/or fault fields
+//                           at the top level (both directions)
+//   POST /heal              all faults off on every link
+//
+// A pattern is a link name in which "*" stands for any run of characters:
+// "n1->*" is everything n1 sends to its peers, "*->n1" everything they send
+// to n1, "*" every link. A pattern that matches nothing is a 404.
 //
 // Errors are JSON {error, code, field?}: 400 bad_input (naming the field),
 // 404 not_found, 405, 413 too_large.
@@ -25,10 +30,26 @@ export interface LinkInfo {
 export type FaultChange = Partial<Record<Direction, Partial<FaultState>>>;
 
 const FAULT_FIELDS: readonly (keyof FaultState)[] = ["delayMs", "jitterMs", "bytesPerSecond", "dropRate", "partitioned"];
-// "*" names a link from every source to one destination ("*->n2": one proxy in front of n2).
+// "*" in a link's own name stands for every source ("*->etcd-n2": one proxy in front of etcd-n2).
 const LINK_NAME = /^[A-Za-z0-9_.:>*-]{1,64}$/;
 /** Control request bodies are tiny; anything larger is refused. */
 export const CONTROL_BODY_BYTES_MAX = 16 * 1024;
+
+/** Whether link `name` matches `pattern` ("*" = any run of characters, everything else literal). */
+export function linkMatches(pattern: string, name: string): boolean {
+  const parts = pattern.split("*");
+  if (parts.length === 1) return pattern === name;
+  const first = parts[0]!;
+  const last = parts[parts.length - 1]!;
+  if (!name.startsWith(first) || name.length < first.length + last.length) return false;
+  let at = first.length;
+  for (const mid of parts.slice(1, -1)) {
+    const k = name.indexOf(mid, at);
+    if (k < 0) return false;
+    at = k + mid.length;
+  }
+  return name.length - last.length >= at && name.endsWith(last);
+}
 
 export class LinkRegistry {
   private readonly links = new Map<string, LinkProxy>();
@@ -56,6 +77,14 @@ export class LinkRegistry {
 
   names(): string[] {
     return [...this.links.keys()].sort();
+  }
+
+  /** The names `pattern` matches, sorted; NotFoundError when none. */
+  match(pattern: string): string[] {
+    if (!LINK_NAME.test(pattern)) throw new BadInputError(`link pattern "${pattern.slice(0, 80)}" must match ${LINK_NAME}`, { field: "name" });
+    const names = this.names().filter((n) => linkMatches(pattern, n));
+    if (names.length === 0) throw new NotFoundError(`no link matches "${pattern}"`);
+    return names;
   }
 
   info(name: string): LinkInfo {
@@ -175,12 +204,14 @@ export function controlHandler(registry: LinkRegistry): (req: IncomingMessage, r
       } catch {
         throw new BadInputError("link name is not valid percent-encoding", { field: "name" });
       }
-      if (method === "GET") return void send(res, 200, registry.info(name));
+      const names = registry.match(name); // 404 before reading the body
+      if (method === "GET") return void send(res, 200, { links: names.map((n) => registry.info(n)) });
       if (method === "PUT") {
-        registry.get(name); // 404 before reading the body
         const change = parseFaultChange(await readJson(req));
-        registry.set(name, change);
-        return void send(res, 200, registry.info(name));
+        // Validated on every link before any changes, so a bad value leaves all of them as they were.
+        for (const n of names) registry.get(n).checkFaults(change);
+        for (const n of names) registry.set(n, change);
+        return void send(res, 200, { links: names.map((n) => registry.info(n)) });
       }
       return void send(res, 405, { error: "use GET or PUT", code: "method_not_allowed" });
     }

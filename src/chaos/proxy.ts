@@ -226,12 +226,18 @@ export class LinkProxy {
   }
 
   /** Changes faults of one or both directions; fields left out keep their value. */
-  setFaults(change: Partial<Record<Direction, Partial<FaultState>>>): LinkFaults {
+  /** The faults `change` would leave; throws BadInputError (naming the field) and changes nothing when a value is bad. */
+  checkFaults(change: Partial<Record<Direction, Partial<FaultState>>>): LinkFaults {
     const next: LinkFaults = { up: { ...this.faults.up }, down: { ...this.faults.down } };
     for (const d of DIRECTIONS) {
       const c = change[d];
       if (c) next[d] = validateFaultState({ ...next[d], ...c }, d);
     }
+    return next;
+  }
+
+  setFaults(change: Partial<Record<Direction, Partial<FaultState>>>): LinkFaults {
+    const next = this.checkFaults(change);
     this.faults.up = next.up;
     this.faults.down = next.down;
     this.afterFaultChange();

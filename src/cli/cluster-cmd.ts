@@ -182,12 +182,12 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
     .option(
       "--node-args <flags>",
       'extra flags for every `hqts node`, split at whitespace, e.g. "--head-samples-max 1000 --flush-interval 5s";\n' +
-        "kept in cluster.json and reused by start-node (--data, --http, --node-id, --etcd, --cluster, --advertise are the playground's)",
+        "kept in cluster.json and reused by start-node (--data, --http, --node-id, --etcd, --cluster, --advertise, --peer-route are the playground's)",
     )
     .option(
       "--fault-proxy",
-      "route node-to-node and etcd peer traffic through link proxies run by this process (one per destination:\n" +
-        '"*->nK" at B+30+i in front of node i, "*->etcd-nK" at B+40+i in front of etcd peer i; control API at B+50);\n' +
+      "route node-to-node and etcd peer traffic through link proxies run by this process (\"nI->nJ\" at B+60+10i+j,\n" +
+        'one per ordered pair of nodes; "*->etcd-nK" at B+40+i in front of etcd peer i; control API at B+50);\n' +
         "inject faults with hqts cluster fault|heal (docs/chaos.md). Clients still reach the nodes directly",
       false,
     )
@@ -228,11 +228,12 @@ export function addClusterCommands(program: Command, act: <A extends unknown[]>(
     .command("fault")
     .description(
       "set link faults through the fault proxies of `cluster up --fault-proxy` (every link without --link; only the\n" +
-        'given fields change) and print every link\'s state. Links: "*->nK" (traffic to node nK), "*->etcd-nK" (to its\n' +
-        "etcd member's peer port); up = towards the link's target, down = its answers",
+        'given fields change) and print every link\'s state. Links: "nI->nJ" (node nI\'s traffic to node nJ), "*->etcd-nK"\n' +
+        "(to etcd member nK's peer port); up = towards the link's target, down = its answers. A --link may hold *\n" +
+        '(any run of characters): "n1->*" is all n1 sends, "*->n1" all sent to n1',
     )
     .addOption(dirOpt())
-    .option("--link <name>", 'link name, e.g. "*->n2" (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--link <pattern>", 'link name or pattern, e.g. "n1->n2", "*->n2" (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--delay <duration>", "one-way delay per direction, e.g. 500ms, 2s")
     .option("--jitter <duration>", "extra delay, uniform in [0, jitter]")
     .option("--bandwidth <bytes/s>", "bandwidth limit in bytes per second (0 = unlimited)")

@@ -116,6 +116,8 @@ export class Replication {
     private readonly nodeId: string,
     private readonly log: Logger,
     replicationFactor: number,
+    /** peer id -> URL to reach it at instead of the URL it advertises (--peer-route). */
+    private readonly peerRoutes: ReadonlyMap<string, string> = new Map(),
   ) {
     this.transport = new Transport({ onUnreachable: (url) => this.driver?.onUnreachable(url) });
     this.pointSync = new PointSync(rs.engine, this.peerReader, log);
@@ -128,6 +130,11 @@ export class Replication {
       log,
       onRepair: (url, r) => this.onReadRepair?.(url, r),
     });
+  }
+
+  /** Every other node's URL known so far (its --peer-route where given). */
+  peerUrls(): string[] {
+    return [...this.peers].filter(([id]) => id !== this.nodeId).map(([, url]) => url);
   }
 
   /** The node-to-node read route (answers from this node's engine only). */
@@ -179,7 +186,7 @@ export class Replication {
 
   /** Keeps every member URL ever seen: a replica that is down keeps its address (its sends fail fast). */
   private learn(view: ClusterView): void {
-    for (const m of view.members) this.peers.set(m.id, m.http);
+    for (const m of view.members) this.peers.set(m.id, this.peerRoutes.get(m.id) ?? m.http);
   }
 
   /** Starts the driver once the shard map names this node's replica set. */

@@ -2,18 +2,21 @@
 // proxies of src/chaos (rank 6) composed with the playground of src/cluster
 // (rank 3), here in the cli layer, which may import both.
 //
-// One proxy per destination (docs/chaos.md, "Link-fault proxy"): "*->nK" in
-// front of node nK's HTTP port (the node advertises the proxy, so every peer
-// reaches it through it; clients keep the direct port), "*->etcd-nK" in front
-// of etcd member nK's peer port (advertised peer URL). Ports from the base
-// port B, node index i: B+30+i (nodes), B+40+i (etcd peers), B+50 (control).
+// Links (docs/chaos.md, "Link-fault proxy"): "nI->nJ", one proxy per ordered
+// pair of nodes, in front of nJ's HTTP port for nI's traffic only (nI's
+// --peer-route names it; clients keep the direct port), so a fault can cut one
+// direction of one pair; "*->etcd-nK", one per destination, in front of etcd
+// member nK's peer port (its advertised peer URL: etcd dials every member at
+// the one URL it advertises, so its links cannot be told apart by source).
+// Ports from the base port B, node indexes i, j: B+40+i (etcd peers), B+50
+// (control), B+60+10i+j (node pairs).
 
 import { createServer, type Server } from "node:http";
-import { LinkRegistry, controlHandler, type LinkInfo } from "../chaos/proxy-control.js";
+import { LinkRegistry, controlHandler, linkMatches, type LinkInfo } from "../chaos/proxy-control.js";
 import {
   FAULT_PROXY_CONTROL_OFFSET,
   FAULT_PROXY_ETCD_PEER_OFFSET,
-  FAULT_PROXY_NODE_OFFSET,
+  faultProxyPairPort,
   MAX_NODES,
   PlaygroundError,
   readClusterFile,
@@ -34,18 +37,24 @@ export interface FaultProxies {
 /** Plans the proxies for a playground of `nodes` nodes at `basePort` (node ids n1..nN, as planCluster names them); `setup.start` starts them. */
 export function planFaultProxies(basePort: number, nodes: number): FaultProxies {
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) throw new PlaygroundError(`--nodes must be 1..${MAX_NODES}`, 2);
-  if (basePort + FAULT_PROXY_CONTROL_OFFSET > 65535) throw new PlaygroundError(`--fault-proxy needs ports base..base+${FAULT_PROXY_CONTROL_OFFSET} within 1024..65535`, 2);
+  const lastPort = faultProxyPairPort(basePort, nodes - 1, nodes - 1);
+  if (lastPort > 65535) throw new PlaygroundError(`--fault-proxy needs ports base..base+${lastPort - basePort} within 1024..65535`, 2);
   const links: FaultProxyRecord["links"] = {};
-  const nodeAdvertise: Record<string, string> = {};
+  const nodePeerRoutes: Record<string, Record<string, string>> = {};
   const etcdPeerAdvertise: Record<string, string> = {};
   for (let i = 0; i < nodes; i++) {
     const id = `n${i + 1}`;
-    const nodeProxy = basePort + FAULT_PROXY_NODE_OFFSET + i;
     const peerProxy = basePort + FAULT_PROXY_ETCD_PEER_OFFSET + i;
-    links[`*->${id}`] = { listen: `${HOST}:${nodeProxy}`, target: `${HOST}:${basePort + i}` };
     links[`*->etcd-${id}`] = { listen: `${HOST}:${peerProxy}`, target: `${HOST}:${basePort + 20 + i}` };
-    nodeAdvertise[id] = `http://${HOST}:${nodeProxy}`;
     etcdPeerAdvertise[id] = `http://${HOST}:${peerProxy}`;
+    const routes: Record<string, string> = {};
+    for (let j = 0; j < nodes; j++) {
+      if (j === i) continue;
+      const pairPort = faultProxyPairPort(basePort, i, j);
+      links[`${id}->n${j + 1}`] = { listen: `${HOST}:${pairPort}`, target: `${HOST}:${basePort + j}` };
+      routes[`n${j + 1}`] = `http://${HOST}:${pairPort}`;
+    }
+    nodePeerRoutes[id] = routes;
   }
   const controlPort = basePort + FAULT_PROXY_CONTROL_OFFSET;
   const record: FaultProxyRecord = { control: `http://${HOST}:${controlPort}`, links };
@@ -80,7 +89,7 @@ export function planFaultProxies(basePort: number, nodes: number): FaultProxies 
       }
       await registry.close();
     })());
-  return { setup: { nodeAdvertise, etcdPeerAdvertise, record, start }, close };
+  return { setup: { nodePeerRoutes, etcdPeerAdvertise, record, start }, close };
 }
 
 // ---------------------------------------------------------------- fault / heal / status
@@ -199,9 +208,9 @@ export async function runFault(o: FaultOptions): Promise<string> {
   if (o.partition === true) fields.partitioned = true;
   if (Object.keys(fields).length === 0) throw new CliError("give at least one of --delay, --jitter, --bandwidth, --drop, --partition (hqts cluster heal clears faults)", 2);
   const known = Object.keys(fp.links);
-  const targets = o.link.length === 0 ? known : o.link;
-  const unknown = targets.filter((l) => !known.includes(l));
-  if (unknown.length > 0) throw new CliError(`no link ${unknown.join(", ")} (links: ${known.join(", ")})`, 2);
+  const targets = o.link.length === 0 ? ["*"] : o.link;
+  const unknown = targets.filter((l) => !known.some((k) => linkMatches(l, k)));
+  if (unknown.length > 0) throw new CliError(`no link matches ${unknown.join(", ")} (links: ${known.join(", ")})`, 2);
   const body = o.direction === "both" ? fields : { [o.direction]: fields };
   for (const l of targets) await call(fp.control, "PUT", `/links/${encodeURIComponent(l)}`, body);
   return formatLinks(await getLinks(fp.control));

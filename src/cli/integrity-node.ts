@@ -168,7 +168,12 @@ export class NodeIntegrity {
     await this.antiEntropy?.stop();
   }
 
-  private async onScrubFinding(f: ScrubFinding): Promise<void> {
+  /** A block the provenance audit found rewritten (points that differ from their signed batches): repaired as damage. */
+  reportBlockDamage(path: string, sizeBytes: number, detail: string): Promise<void> {
+    return this.onScrubFinding({ kind: "block", path, offset: 0, length: sizeBytes, detail, detectedAt: Date.now() }, "audit");
+  }
+
+  private async onScrubFinding(f: ScrubFinding, trigger: "scrub" | "audit" = "scrub"): Promise<void> {
     const engine = this.rs.engine;
     const where: RepairWhere = { file: this.rel(f.path), offset: f.offset, length: f.length };
     if (f.kind === "wal") {
@@ -193,7 +198,7 @@ export class NodeIntegrity {
     const kind: RepairKind = detached.quarantinedTo === null ? "block-missing" : "block-damage";
     const p: PendingDamage = {
       kind,
-      trigger: "scrub",
+      trigger,
       where: { ...where, fromNs: detached.minTimeNs.toString(), toNs: detached.maxTimeNs.toString() },
       detail: `${f.detail}; ${detached.sampleCount} samples of ${detached.seriesCount} series lost here until copied from the peers${detached.quarantinedTo !== null ? `; quarantined to ${detached.quarantinedTo}` : ""}`,
     };

@@ -80,6 +80,11 @@ export function buildProgram(): Command {
     .option("--etcd <urls>", "cluster mode: etcd client URLs, comma-separated (e.g. http://10.0.0.1:2379,http://10.0.0.2:2379)")
     .option("--cluster <name>", "cluster mode: cluster name; its metadata lives under /hqts/<name>/ in etcd", "default")
     .option("--advertise <url>", "cluster mode: base URL other nodes and clients reach this node at (default: the listen address)")
+    .option("--checkpoint-interval <duration>", "cluster mode: pause between checkpoints of the Merkle log of batches (the sequencer runs on the coordinator) (default 5s)")
+    .option("--receipt-mmd <duration>", "cluster mode: the bound a signed receipt promises for its batch to appear in a checkpoint (default 60s)")
+    .option("--provenance <on|off>", "cluster mode: off runs without the batch archive, signed receipts, the Merkle log and its proofs (for benchmarks; default on)")
+    .option("--audit-interval <duration>", "cluster mode: pause between provenance audit rounds, which check stored points against their signed batches and repair a rewritten block from the replicas; 0 turns it off (default 60s)")
+    .option("--peer-route <routes>", "cluster mode: how to reach some peers instead of the URLs they advertise, id=url comma-separated (the playground's fault proxies use it)")
     .option("--replication-factor <n>", "cluster mode: replicas per shard when this node creates the shard map", positiveInt("--replication-factor"), 3)
     .action(
       act(async (o: NodeOptions) => {
@@ -286,6 +291,120 @@ export function buildProgram(): Command {
       act(async (scenario: string, o: { dir: string; json: boolean; seconds: string; seed: string }) => {
         const { runChaos } = await import("./chaos-cmd.js");
         process.exitCode = await runChaos(scenario, o, process.stdout, process.stderr);
+      }),
+    );
+
+  program
+    .command("verify")
+    .description(
+      "check every exported point of a node against the signed batch it names, each batch against the node's signed\n" +
+        "checkpoint (inclusion proof), and the checkpoint against pinned keys and the checkpoints seen before (consistency).\n" +
+        "Reads each replica's own data (consistency=local); with --dir, every node of a playground in turn.\n" +
+        "With --bundle, checks a file from `hqts export-bundle` with no network",
+    )
+    .addOption(new Option("--url <url>", "node to verify, e.g. http://127.0.0.1:8428").env("HQTS_URL"))
+    .option("--dir <dir>", "a playground directory: verify every node listed in DIR/cluster.json")
+    .option("--match <selector>", 'series selector (repeatable; default {__name__=~".+"}: everything)', collect, [] as string[])
+    .option("--start <time>", "RFC 3339 or Unix seconds (default: the beginning of time)")
+    .option("--end <time>", "RFC 3339 or Unix seconds (default: now)")
+    .option("--state <file>", "trust state: pinned keys and checkpoints seen (default ~/.config/hqts/trust-<origin>.json)")
+    .option("--trust <file>", "verifier keys to trust, one per line, instead of the pinned ones")
+    .option("--mmd <seconds>", "the cluster's merge delay bound: a batch committed longer than this before the checkpoint must be in it", seconds("--mmd"), 60)
+    .option("--bundle <file>", "verify a bundle file (hqts export-bundle) offline instead of a node")
+    .option("--json", "print the report(s) as JSON", false)
+    .addHelpText(
+      "after",
+      "\nExamples:\n" +
+        "  hqts verify --url http://127.0.0.1:8428\n" +
+        "  hqts verify --dir data/playground --match 'up{job=\"node\"}' --start 2024-01-01T00:00:00Z\n" +
+        "  hqts verify --bundle evidence.json.gz --trust keys.txt\n" +
+        "\nExit codes: 0 every check passed; 1 a check failed or a node could not be verified; 2 bad usage.\n" +
+        "Trust model, failures and the bundle format: docs/verify.md",
+    )
+    .action(
+      act(
+        async (
+          o: { url?: string; dir?: string; match: string[]; start?: string; end?: string; state?: string; trust?: string; mmd: number; bundle?: string; json: boolean },
+          cmd: Command,
+        ) => {
+          const { runVerify } = await import("./verify-cmd.js");
+          // HQTS_URL in the environment does not count against an explicit --dir or --bundle.
+          const fromEnv = cmd.getOptionValueSource("url") === "env" && (o.dir !== undefined || o.bundle !== undefined);
+          const url = o.url === "" || fromEnv ? undefined : o.url;
+          process.exitCode = await runVerify(
+            {
+              ...(url !== undefined ? { url: baseUrl(url) } : {}),
+              ...(o.dir !== undefined ? { dir: o.dir } : {}),
+              match: o.match,
+              ...(o.start !== undefined ? { start: o.start } : {}),
+              ...(o.end !== undefined ? { end: o.end } : {}),
+              ...(o.state !== undefined ? { state: o.state } : {}),
+              ...(o.trust !== undefined ? { trust: o.trust } : {}),
+              ...(o.bundle !== undefined ? { bundle: o.bundle } : {}),
+              mmdMs: Math.round(o.mmd * 1000),
+              json: o.json,
+            },
+            process.stdout,
+            process.stderr,
+          );
+        },
+      ),
+    );
+
+  program
+    .command("key")
+    .description(
+      "a cluster node's signing key (DATA/keys/node.key, made at its first start): `show` prints its verifier key;\n" +
+        "`rotate` (node stopped) retires it to DATA/keys/retired/ and makes a new one. The old verifier key stays\n" +
+        "published in etcd, so what it signed still verifies; the node publishes the new one when it starts (docs/provenance.md)",
+    )
+    .argument("<action>", "show or rotate")
+    .requiredOption("--data <dir>", "the node's data directory")
+    .requiredOption("--node-id <id>", "the node's id")
+    .option("--cluster <name>", "the cluster's name", "default")
+    .action(
+      act(async (action: string, o: { data: string; nodeId: string; cluster: string }) => {
+        const { join } = await import("node:path");
+        const keys = await import("../provenance/keys.js");
+        const dir = join(o.data, "keys");
+        const name = `${o.cluster}/${o.nodeId}`;
+        if (action === "show") {
+          for (const k of await keys.nodeVerifierKeys(dir, name)) process.stdout.write(`${k}\n`);
+        } else if (action === "rotate") {
+          const r = await keys.rotateNodeKey(dir, name);
+          process.stdout.write(`new key:     ${r.signer.verifierKey()}\nretired key: ${r.retiredVerifierKey} (${r.retiredFile})\n`);
+        } else throw new CliError(`key: unknown action "${action}" (show or rotate)`, 2);
+      }),
+    );
+
+  program
+    .command("export-bundle")
+    .description(
+      "write one node's signed checkpoint, keys, export (consistency=local) and the proofs of every batch the export\n" +
+        "names into one gzip'ed JSON file, for `hqts verify --bundle FILE` anywhere, with no network (at most 1 GiB uncompressed)",
+    )
+    .addOption(new Option("--url <url>", "node to export from, e.g. http://127.0.0.1:8428").env("HQTS_URL"))
+    .option("--dir <dir>", "a playground directory: its first node (in DIR/cluster.json) that answers")
+    .option("--match <selector>", 'series selector (repeatable; default {__name__=~".+"}: everything)', collect, [] as string[])
+    .option("--start <time>", "RFC 3339 or Unix seconds (default: the beginning of time)")
+    .option("--end <time>", "RFC 3339 or Unix seconds (default: now)")
+    .requiredOption("--out <file>", "the bundle file to write (replaced only once complete)")
+    .addHelpText("after", "\nExit codes: 0 written; 1 a node failed or the bundle would exceed 1 GiB; 2 bad usage.\nThe bundle format: docs/verify.md")
+    .action(
+      act(async (o: { url?: string; dir?: string; match: string[]; start?: string; end?: string; out: string }, cmd: Command) => {
+        const { runExportBundle } = await import("./verify-cmd.js");
+        const url = o.url === "" || (o.dir !== undefined && cmd.getOptionValueSource("url") === "env") ? undefined : o.url;
+        await runExportBundle(
+          {
+            ...(url !== undefined ? { url: baseUrl(url) } : {}),
+            ...(o.dir !== undefined ? { dir: o.dir } : {}),
+            match: o.match,
+            ...(o.start !== undefined ? { start: o.start } : {}),
+            ...(o.end !== undefined ? { end: o.end } : {}),
+            out: o.out,
+          },
+          process.stderr,
+        );
       }),
     );
 

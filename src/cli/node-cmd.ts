@@ -28,6 +28,7 @@ import { readFile } from "node:fs/promises";
 import type { Engine } from "../storage/engine.js";
 import { UnavailableError } from "../core/errors.js";
 import { openReplicatedEngine, Replication } from "./cluster-node.js";
+import { NodeProvenance } from "./provenance-node.js";
 import { CliError } from "./http.js";
 import { VERSION } from "./version.js";
 
@@ -55,7 +56,40 @@ export interface NodeOptions {
   cluster?: string;
   /** Base URL other nodes reach this one at (default: the address it listens on). */
   advertise?: string;
+  /** Pause between checkpoints of the Merkle log (sequencer) and follower polls. */
+  checkpointInterval?: string;
+  /** The bound a receipt promises for the batch to appear in a checkpoint. */
+  receiptMmd?: string;
+  /** Cluster mode: "off" runs without the archive, signed receipts and the Merkle log (benchmarks). */
+  provenance?: string;
+  /** Pause between provenance audit rounds (stored points against their signed batches). */
+  auditInterval?: string;
+  /** "id=url,id=url": how this node reaches those peers, instead of the URLs they advertise. */
+  peerRoute?: string;
   replicationFactor?: number;
+}
+
+const NODE_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Parses --peer-route "n2=http://127.0.0.1:8490,n3=http://127.0.0.1:8491". */
+export function parsePeerRoutes(raw: string): Map<string, string> {
+  const routes = new Map<string, string>();
+  for (const part of raw.split(",")) {
+    const eq = part.indexOf("=");
+    const id = part.slice(0, eq).trim();
+    const url = part.slice(eq + 1).trim();
+    if (eq < 0 || !NODE_ID_RE.test(id)) throw new CliError(`--peer-route: "${part}" is not id=url (ids: 1-64 of [A-Za-z0-9_.-])`, 2);
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new CliError(`--peer-route: "${url}" (for ${id}) is not a URL`, 2);
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new CliError(`--peer-route: ${url} (for ${id}) must be http(s)`, 2);
+    if (routes.has(id)) throw new CliError(`--peer-route: ${id} is given twice`, 2);
+    routes.set(id, url.replace(/\/+$/, ""));
+  }
+  return routes;
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000, y: 365 * 86_400_000 };
@@ -109,6 +143,12 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   const gapScanIntervalMs = opts.gapScanInterval === undefined ? 60_000 : parseDuration(opts.gapScanInterval, "--gap-scan-interval");
   const gapLookbackMs = opts.gapLookback === undefined ? 24 * 3_600_000 : parsePositiveDuration(opts.gapLookback, "--gap-lookback");
   const gapRules = opts.gapRules === undefined ? [] : await loadGapRules(opts.gapRules);
+  const checkpointIntervalMs = opts.checkpointInterval === undefined ? 5000 : parsePositiveDuration(opts.checkpointInterval, "--checkpoint-interval");
+  const receiptMmdMs = opts.receiptMmd === undefined ? 60_000 : parsePositiveDuration(opts.receiptMmd, "--receipt-mmd");
+  if (opts.provenance !== undefined && opts.provenance !== "on" && opts.provenance !== "off") throw new CliError(`--provenance: on or off, got "${opts.provenance}"`, 2);
+  const provenanceOn = opts.provenance !== "off";
+  const auditIntervalMs = opts.auditInterval === undefined ? 60_000 : parseDuration(opts.auditInterval, "--audit-interval");
+  if (receiptMmdMs < 2 * checkpointIntervalMs) throw new CliError(`--receipt-mmd (${receiptMmdMs} ms) must be at least twice --checkpoint-interval (${checkpointIntervalMs} ms)`, 2);
   const limits: Limits = { ...DEFAULT_LIMITS, ...(opts.maxBodyBytes !== undefined ? { bodyBytesMax: opts.maxBodyBytes } : {}) };
   const dataDir = resolve(opts.data);
   const log = pino({ level: opts.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
@@ -138,6 +178,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   let repairs: RepairLog | null = null;
   let integrity: NodeIntegrity | null = null;
   let gapJob: GapJob | null = null;
+  let provenance: NodeProvenance | null = null;
   const hq = createHqServer({
     limits,
     log,
@@ -151,6 +192,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
             replication: replication?.stats() ?? { state: "opening" },
             integrity: integrity?.stats() ?? null,
             gaps: gapJob?.stats() ?? null,
+            provenance: provenance?.stats() ?? null,
           }),
           extraRoutes: [
             inboundRoute((msg) => replication?.deliver(msg)),
@@ -159,6 +201,8 @@ export async function runNode(opts: NodeOptions): Promise<void> {
               return replicaEngine;
             }),
             repairsRoute(() => repairs),
+            // Resolved per request: provenance opens with the engine, after the server listens.
+            ...NodeProvenance.lazyRoutes(() => provenance),
           ],
         }
       : {}),
@@ -178,8 +222,10 @@ export async function runNode(opts: NodeOptions): Promise<void> {
       if (integrity !== null) await integrity.stop();
       if (replication !== null) await replication.stop();
       if (repairs !== null) await repairs.close();
+      if (provenance !== null) await provenance.stopService();
       if (agent !== null) await agent.stop();
       await hq.shutdown(shutdownMs);
+      if (provenance !== null) await provenance.close();
       log.info("stopped cleanly");
       process.exit(0);
     } catch (e) {
@@ -211,11 +257,14 @@ export async function runNode(opts: NodeOptions): Promise<void> {
       ...(flushIntervalMs !== undefined ? { flushIntervalMs } : {}),
     };
     if (etcdEndpoints !== null) {
+      const peerRoutes = opts.peerRoute === undefined ? new Map<string, string>() : parsePeerRoutes(opts.peerRoute);
+      // Before the engine: its WAL replay hands every committed batch's bytes to the archive.
+      if (provenanceOn) provenance = await NodeProvenance.open(dataDir, opts.cluster ?? "default", opts.nodeId!, log);
       // A replica never refuses to start over damage: it quarantines it and rebuilds what was lost from its peers.
-      const rs = await openReplicatedEngine({ ...engineOpts, onDamage: "quarantine" });
+      const rs = await openReplicatedEngine({ ...engineOpts, ...(provenance?.engineHooks() ?? {}), onDamage: "quarantine" });
       engine = rs.engine;
-      replication = new Replication(rs, opts.nodeId!, log, opts.replicationFactor ?? 3);
-      hq.setWriter(replication.writer);
+      replication = new Replication(rs, opts.nodeId!, log, opts.replicationFactor ?? 3, peerRoutes);
+      hq.setWriter(provenance !== null ? provenance.signingWriter(replication.writer) : replication.writer);
       hq.setReader(replication.reader);
       replicaEngine = rs.engine;
       repairs = await RepairLog.open(dataDir, opts.nodeId!, registry, { log });
@@ -258,9 +307,10 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     gapJob.start();
   }
   if (etcdEndpoints !== null) {
+    const meta = new EtcdMeta({ endpoints: etcdEndpoints });
     try {
       agent = new ClusterAgent({
-        meta: new EtcdMeta({ endpoints: etcdEndpoints }),
+        meta,
         cluster: opts.cluster ?? "default",
         self: { id: opts.nodeId!, http: opts.advertise ?? addr.url, startedAt: new Date().toISOString(), version: VERSION, publicKey: null },
         log,
@@ -275,6 +325,21 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     // Before joining: damage found at open makes the replica rebuild, and the driver reads that when it starts.
     await integrity!.start();
     replication!.join(agent);
+    const a = agent;
+    if (provenance !== null) {
+      provenance.start({
+        meta,
+        engine: replicaEngine!,
+        isSequencer: () => a.isCoordinator(),
+        peers: () => replication!.peerUrls(),
+        intervalMs: checkpointIntervalMs,
+        mmdMs: receiptMmdMs,
+      });
+      if (auditIntervalMs !== null) {
+        const integ = integrity!;
+        provenance.startAudit({ intervalMs: auditIntervalMs, passMs: 6 * 3_600_000, onDamage: (path, size, detail) => integ.reportBlockDamage(path, size, detail) });
+      }
+    }
   }
 }
 

@@ -220,6 +220,39 @@ export class EtcdMeta {
     return { created: false, value: kv ? kv.value.toString("utf8") : "" };
   }
 
+  /**
+   * Compare-and-swap: if `key` holds exactly `expected` (null: does not exist), puts key=value and every `also` pair,
+   * in one transaction. Returns whether it did, and what the key holds now when it did not ("" if absent).
+   */
+  async putIfValue(key: string, expected: string | null, value: string, also: readonly (readonly [string, string])[] = []): Promise<{ swapped: boolean; current: string | null }> {
+    const compare =
+      expected === null
+        ? [{ key: Buffer.from(key), target: "Create" as const, result: "Equal" as const, create_revision: "0" }]
+        : [{ key: Buffer.from(key), target: "Value" as const, result: "Equal" as const, value: Buffer.from(expected) }];
+    const res = await this.call(`put-if-value ${key}`, () =>
+      this.client.kv.txn(
+        {
+          compare,
+          success: [[key, value] as const, ...also].map(([k, v]) => ({ request_put: { key: Buffer.from(k), value: Buffer.from(v) } })),
+          failure: [{ request_range: { key: Buffer.from(key) } }],
+        },
+        this.deadline(),
+      ),
+    );
+    if (res.succeeded) return { swapped: true, current: value };
+    const kv = res.responses[0]?.response_range?.kvs[0];
+    return { swapped: false, current: kv ? kv.value.toString("utf8") : null };
+  }
+
+  /** The keys under a prefix, without their values. */
+  async keysWithPrefix(prefix: string): Promise<string[]> {
+    return this.call(`keys ${prefix}*`, () => this.client.getAll().prefix(prefix).options(this.deadline()).keys());
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.call(`delete ${key}`, () => this.client.delete().key(key).options(this.deadline()).exec());
+  }
+
   /** Deletes key only if it holds exactly `value` (so a node never deletes another's registration). */
   async deleteIfValue(key: string, value: string): Promise<boolean> {
     const res = await this.call(`delete-if ${key}`, () =>
@@ -334,7 +367,20 @@ export async function endpointStatus(endpoint: string, timeoutMs = DEFAULT_CALL_
 }
 
 /** Keys of a cluster named `cluster` (several HQ-TS clusters may share one etcd). */
-export function clusterKeys(cluster: string): { root: string; members: string; member(id: string): string; shards: string; config: string; election(name: string): string } {
+export function clusterKeys(cluster: string): {
+  root: string;
+  members: string;
+  member(id: string): string;
+  shards: string;
+  config: string;
+  election(name: string): string;
+  /** Node public keys, kept after rotation: keys/<node>/<key id hex> = verifier key string. */
+  keys: string;
+  /** The newest signed checkpoint of the Merkle log ({size, note}). */
+  checkpoint: string;
+  /** Recent sequencer cuts: cuts/<first leaf index, 12 digits> = {start, entries, note}. */
+  cuts: string;
+} {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(cluster)) throw new HqError("bad_input", `cluster name "${cluster}": use 1-64 of [A-Za-z0-9_.-]`, { details: { field: "--cluster" } });
   const root = `/hqts/${cluster}`;
   return {
@@ -344,5 +390,8 @@ export function clusterKeys(cluster: string): { root: string; members: string; m
     shards: `${root}/shards`,
     config: `${root}/config`,
     election: (name) => `${root}/elections/${name}`,
+    keys: `${root}/keys/`,
+    checkpoint: `${root}/ledger/checkpoint`,
+    cuts: `${root}/ledger/cuts/`,
   };
 }

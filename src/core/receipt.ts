@@ -13,4 +13,6 @@ export interface Receipt {
   conflicts: ConflictingPoint[]; // empty on success; 409 otherwise
   duplicate: boolean; // the whole batch id was already committed
   replicas: string[]; // node ids that fsynced the batch
+  /** Cluster: the gateway's signed statement (docs/format/signed-note.md), a C2SP signed note. */
+  statement?: string;
 }

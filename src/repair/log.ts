@@ -34,7 +34,7 @@ import { crc32c } from "../core/hash.js";
 export const REPAIR_KINDS = ["wal-damage", "block-damage", "block-missing", "data-loss", "catch-up", "anti-entropy", "read-repair"] as const;
 export type RepairKind = (typeof REPAIR_KINDS)[number];
 
-export const REPAIR_TRIGGERS = ["open", "scrub", "read", "anti-entropy", "catch-up"] as const;
+export const REPAIR_TRIGGERS = ["open", "scrub", "read", "anti-entropy", "catch-up", "audit"] as const;
 export type RepairTrigger = (typeof REPAIR_TRIGGERS)[number];
 
 export const REPAIR_OUTCOMES = ["repaired", "partial", "failed", "pending"] as const;

@@ -84,6 +84,14 @@ export interface EngineOptions {
    */
   onReplicaLog?: (payload: Uint8Array) => void;
   /**
+   * Provenance: called when a batch becomes committed here and its canonical bytes are at hand (written or
+   * prepared through this node, or replayed from the WAL; not for batches installed point by point by a repair).
+   * Called again for the same batch on every WAL replay: the callee must be idempotent.
+   */
+  onCommitted?: (batchId: string, sha256: string, bytes: Uint8Array) => void;
+  /** Provenance: awaited before a flush deletes WAL segments (what onCommitted was given must be durable by then). */
+  beforeWalDrop?: () => Promise<void>;
+  /**
    * Cluster: called by a flush right after the WAL rotation; its payloads are appended as REPLICA_LOG records before
    * the old segments are deleted (they must re-create every undecided batch, vote and fence still needed). When given,
    * prepared batches are not re-logged as PREPARE records.
@@ -446,7 +454,10 @@ export class Engine implements StorageEngine {
             const st = this.registerBatch(wb.batchId, wb.sha256, batch, wb.hlc, phase);
             this.applyOps(ops, batch.origin, st.headRef);
             if (phase === "prepared") st.pending = { ops, walPayload: rec.payload.slice() };
-            else this.unshare(ops, st);
+            else {
+              this.unshare(ops, st);
+              this.opts.onCommitted?.(st.batchId, st.sha256, wb.batchBytes);
+            }
             applied++;
           } catch (err) {
             // A batch was acked only after its checks passed against everything before it; replaying in the same order
@@ -825,6 +836,10 @@ export class Engine implements StorageEngine {
   }
 
   private decideCommit(st: BatchState): void {
+    if (this.opts.onCommitted !== undefined) {
+      const bytes = st.bytes ?? (st.pending !== null && st.pending.walPayload !== null ? decodeWalBatch(st.pending.walPayload, `batch ${st.batchId}`).batchBytes : null);
+      if (bytes !== null) this.opts.onCommitted(st.batchId, st.sha256, bytes);
+    }
     st.phase = "committed";
     if (st.pending !== null) {
       this.unshare(st.pending.ops, st);
@@ -962,6 +977,7 @@ export class Engine implements StorageEngine {
         st.phase = "committed";
         this.unshare(ops, st);
         this.touchOps(ops);
+        this.opts.onCommitted?.(st.batchId, st.sha256, bytes);
       }
     })();
     (st as { durable: Promise<void> }).durable = durable;
@@ -1331,6 +1347,7 @@ export class Engine implements StorageEngine {
     if (blockBatches.length === 0) {
       // A rewrite with no committed batch in the head: nothing to cut, only the old segments to drop.
       assert(rewrite, "a flush without committed batches returned early");
+      await this.opts.beforeWalDrop?.();
       await wal.removeSegmentsBefore(firstKept);
       return { blockPath: null, series: 0, samples: 0 };
     }
@@ -1413,6 +1430,7 @@ export class Engine implements StorageEngine {
     this.headSamples = headSamples;
     this.headOldestWriteMs = kept.length > 0 ? Date.now() : null;
     this.attachBlock(reader);
+    await this.opts.beforeWalDrop?.();
     await wal.removeSegmentsBefore(firstKept);
     this.opts.log.info({ block: meta.path, series: input.length, samples, bytes: meta.sizeBytes, keptBatches: kept.length }, "head flushed to block");
     return { blockPath: meta.path, series: input.length, samples };

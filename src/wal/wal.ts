@@ -12,6 +12,7 @@ import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { assert } from "../core/assert.js";
+import { syncDir, writeFully } from "./file-io.js";
 import { BadInputError, CorruptionError, OverloadError, TooLargeError, UnavailableError } from "../core/errors.js";
 import { DEFAULT_LIMITS } from "../core/limits.js";
 import {
@@ -154,31 +155,6 @@ function resolveOptions(o: WalOptions): ResolvedOptions {
     onCorruption,
     faults: o.faults ?? {},
   };
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const h = await fs.open(dir, "r");
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
-async function writeFully(h: FileHandle, bufs: readonly Uint8Array[], position: number): Promise<number> {
-  let total = 0;
-  for (const b of bufs) total += b.length;
-  let written = bufs.length === 1 ? (await h.write(bufs[0]!, 0, total, position)).bytesWritten : (await h.writev(bufs as Uint8Array[], position)).bytesWritten;
-  if (written < total) {
-    const rest = Buffer.concat(bufs as Uint8Array[]);
-    while (written < total) {
-      const n = (await h.write(rest, written, total - written, position + written)).bytesWritten;
-      if (n <= 0) throw new Error(`write made no progress at byte ${position + written}`);
-      written += n;
-    }
-  }
-  assert(written === total, "a write wrote exactly what it was given");
-  return total;
 }
 
 function isAllZero(b: Uint8Array): boolean {

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { LinkProxy, type ProxyClock } from "../../src/chaos/proxy.js";
-import { LinkRegistry, controlHandler } from "../../src/chaos/proxy-control.js";
+import { LinkRegistry, controlHandler, linkMatches } from "../../src/chaos/proxy-control.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
@@ -440,7 +440,9 @@ test("control API: list, change with validation naming the field, heal", async (
     const put = (body: unknown): Promise<Response> => fetch(url, { method: "PUT", body: JSON.stringify(body) });
     let r = await put({ delayMs: 30, down: { partitioned: true, bytesPerSecond: 1000 } });
     assert.equal(r.status, 200);
-    const info = (await r.json()) as { faults: { up: { delayMs: number; partitioned: boolean }; down: { delayMs: number; partitioned: boolean; bytesPerSecond: number } } };
+    const answer = (await r.json()) as { links: { name: string; faults: { up: { delayMs: number; partitioned: boolean }; down: { delayMs: number; partitioned: boolean; bytesPerSecond: number } } }[] };
+    assert.deepEqual(answer.links.map((l) => l.name), ["n1->n2"]);
+    const info = answer.links[0]!;
     assert.equal(info.faults.up.delayMs, 30);
     assert.equal(info.faults.down.delayMs, 30);
     assert.equal(info.faults.up.partitioned, false);
@@ -468,6 +470,8 @@ test("control API: list, change with validation naming the field, heal", async (
     assert.equal(link.getFaults().up.delayMs, 30);
     r = await fetch(`${base}/links/nope`, { method: "PUT", body: "{}" });
     assert.equal(r.status, 404);
+    r = await fetch(`${base}/links/${encodeURIComponent("n3->*")}`, { method: "PUT", body: "{}" });
+    assert.equal(r.status, 404, "a pattern that matches no link");
     r = await fetch(`${base}/links`, { method: "DELETE" });
     assert.equal(r.status, 405);
 
@@ -483,6 +487,50 @@ test("control API: list, change with validation naming the field, heal", async (
     s.write("hi");
     assert.equal((await back).toString(), "hi");
     s.destroy();
+  } finally {
+    await reg.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await t.close();
+  }
+});
+
+test("link patterns: * stands for any run of characters, everything else is literal", () => {
+  const names = ["n1->n2", "n1->n3", "n2->n1", "n2->n3", "n3->n1", "n3->n2", "*->etcd-n1", "*->etcd-n2"];
+  const m = (p: string): string[] => names.filter((n) => linkMatches(p, n));
+  assert.deepEqual(m("n1->*"), ["n1->n2", "n1->n3"]);
+  assert.deepEqual(m("*->n1"), ["n2->n1", "n3->n1"]);
+  assert.deepEqual(m("*->etcd-n1"), ["*->etcd-n1"]);
+  assert.deepEqual(m("*"), names);
+  assert.deepEqual(m("n2->n3"), ["n2->n3"]);
+  assert.deepEqual(m("*n1*"), ["n1->n2", "n1->n3", "n2->n1", "n3->n1", "*->etcd-n1"]);
+  assert.deepEqual(m("n1"), []);
+  assert.deepEqual(m("n1->n2*n"), []);
+  assert.equal(linkMatches("a*a", "a"), false, "the two literal ends may not overlap");
+  assert.equal(linkMatches("a*a", "aa"), true);
+});
+
+test("control API: a pattern changes every link it matches, all or none", async () => {
+  const t = await target(echo);
+  const reg = new LinkRegistry();
+  const server = createHttpServer(controlHandler(reg));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    for (const n of ["n1->n2", "n1->n3", "n2->n1"]) await reg.add(n, { targetHost: "127.0.0.1", targetPort: t.port });
+    const put = (pattern: string, body: unknown): Promise<Response> => fetch(`${base}/links/${encodeURIComponent(pattern)}`, { method: "PUT", body: JSON.stringify(body) });
+    let r = await put("n1->*", { up: { partitioned: true } });
+    assert.equal(r.status, 200);
+    assert.deepEqual(((await r.json()) as { links: { name: string }[] }).links.map((l) => l.name), ["n1->n2", "n1->n3"]);
+    assert.equal(reg.get("n1->n2").getFaults().up.partitioned, true);
+    assert.equal(reg.get("n1->n3").getFaults().up.partitioned, true);
+    assert.equal(reg.get("n2->n1").getFaults().up.partitioned, false, "a link the pattern does not match is untouched");
+    // A bad value changes none of the matched links.
+    r = await put("*", { delayMs: 10, up: { dropRate: 2 } });
+    assert.equal(r.status, 400);
+    for (const n of reg.names()) assert.equal(reg.get(n).getFaults().up.delayMs, 0, n);
+    const got = (await (await fetch(`${base}/links/${encodeURIComponent("*->n1")}`)).json()) as { links: { name: string }[] };
+    assert.deepEqual(got.links.map((l) => l.name), ["n2->n1"]);
   } finally {
     await reg.close();
     server.closeAllConnections();

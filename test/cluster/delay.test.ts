@@ -95,23 +95,24 @@ test("--fault-proxy: 500 ms on every link, writes commit; after heal every acked
   const urls = nodes.map((n) => n.http);
   const file = JSON.parse(readFileSync(join(pg.dir, "cluster.json"), "utf8")) as {
     faultProxy: { control: string; links: Record<string, { listen: string; target: string }> } | null;
-    nodes: { id: string; http: string; advertise?: string; etcd: { peerUrl: string; advertisePeerUrl?: string } }[];
+    nodes: { id: string; http: string; advertise?: string; peerRoutes?: Record<string, string>; etcd: { peerUrl: string; advertisePeerUrl?: string } }[];
   };
-  // Peers reach each node and etcd member through its proxy; clients keep the direct port.
+  // Each node reaches each peer through its own link proxy (one per ordered pair), each etcd member through the
+  // proxy in front of it; clients keep the direct ports.
   assert.ok(file.faultProxy !== null, "cluster.json records faultProxy");
-  assert.deepEqual(Object.keys(file.faultProxy.links).sort(), ["*->etcd-n1", "*->etcd-n2", "*->etcd-n3", "*->n1", "*->n2", "*->n3"]);
+  const pairs = file.nodes.flatMap((a) => file.nodes.filter((b) => b.id !== a.id).map((b) => `${a.id}->${b.id}`));
+  assert.equal(pairs.length, 6);
+  assert.deepEqual(Object.keys(file.faultProxy.links).sort(), [...file.nodes.map((n) => `*->etcd-${n.id}`), ...pairs].sort());
   for (const n of file.nodes) {
-    assert.equal(`http://${file.faultProxy.links[`*->${n.id}`]!.listen}`, n.advertise);
-    assert.equal(file.faultProxy.links[`*->${n.id}`]!.target, n.http.replace("http://", ""));
+    assert.equal(n.advertise ?? n.http, n.http, "nodes advertise their direct URL");
+    for (const m of file.nodes.filter((x) => x.id !== n.id)) {
+      const route: { listen: string; target: string } = file.faultProxy.links[`${n.id}->${m.id}`]!;
+      assert.equal(n.peerRoutes?.[m.id], `http://${route.listen}`, `${n.id} reaches ${m.id} through its own proxy`);
+      assert.equal(route.target, m.http.replace("http://", ""));
+    }
     assert.equal(`http://${file.faultProxy.links[`*->etcd-${n.id}`]!.listen}`, n.etcd.advertisePeerUrl);
     assert.equal(file.faultProxy.links[`*->etcd-${n.id}`]!.target, n.etcd.peerUrl.replace("http://", ""));
   }
-  const view = (await (await fetch(`${urls[0]}/hq/v1/cluster`)).json()) as { members: { id: string; http: string }[] };
-  assert.deepEqual(
-    view.members.map((m) => m.http).sort(),
-    file.nodes.map((n) => n.advertise).sort(),
-    "members registered with their proxy URLs",
-  );
 
   // Normal operation first.
   const acked: Batch[] = [];
@@ -122,16 +123,22 @@ test("--fault-proxy: 500 ms on every link, writes commit; after heal every acked
     normal.push(r.latencyMs);
   }
   await allOnEveryNode(urls, acked);
+  // Writes went through every node as gateway: node-to-node traffic really flows through every pair's proxy.
+  const links = ((await (await fetch(`${file.faultProxy.control}/links`)).json()) as { links: { name: string; counters: { bytesUp: number; bytesDown: number } }[] }).links;
+  for (const p of pairs) {
+    const l = links.find((x) => x.name === p);
+    assert.ok(l !== undefined && l.counters.bytesUp > 0 && l.counters.bytesDown > 0, `link ${p} carried traffic both ways: ${JSON.stringify(l?.counters)}`);
+  }
   t.diagnostic(`no fault: write latency ms ${normal.map((x) => x.toFixed(0)).join(", ")}`);
 
   // 500 ms each way on every link: node-to-node and etcd peers.
   const f = cli("cluster", "fault", "--dir", pg.dir, "--delay", "500ms");
   assert.equal(f.status, 0, f.stderr);
-  assert.match(f.stdout, /\*->n1\s.*delay 500ms\s+delay 500ms/);
+  assert.match(f.stdout, /n2->n1\s.*delay 500ms\s+delay 500ms/);
   assert.match(f.stdout, /\*->etcd-n3\s.*delay 500ms\s+delay 500ms/);
   const st = cli("cluster", "status", "--dir", pg.dir);
   assert.equal(st.status, 0, st.stderr);
-  assert.match(st.stdout, /^faults: .*\*->etcd-n1 delay 500ms.*\*->n3 delay 500ms/m);
+  assert.match(st.stdout, /^faults: .*\*->etcd-n1 delay 500ms.*n2->n3 delay 500ms/m);
 
   const delayed: number[] = [];
   let retries = 0;

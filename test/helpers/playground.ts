@@ -60,12 +60,14 @@ const portFree = (p: number): Promise<boolean> =>
  * proxies' B+30+i, B+40+i and the control port B+50.
  */
 export async function pickBase(faultProxy = false): Promise<number> {
-  const offsets = faultProxy ? [0, 10, 20, 30, 40] : [0, 10, 20];
+  const offsets = faultProxy ? [0, 10, 20, 40] : [0, 10, 20];
   for (let tries = 0; tries < 50; tries++) {
     const base = 20_000 + Math.floor(Math.random() * 40_000);
     let ok = true;
     for (let i = 0; i < 3 && ok; i++) for (const off of offsets) if (!(await portFree(base + off + i))) ok = false;
     if (ok && faultProxy && !(await portFree(base + 50))) ok = false;
+    // The node-pair links "nI->nJ": B + 60 + 10i + j (docs/playground.md).
+    for (let i = 0; i < 3 && ok && faultProxy; i++) for (let j = 0; j < 3 && ok; j++) if (i !== j && !(await portFree(base + 60 + 10 * i + j))) ok = false;
     if (ok) return base;
   }
   throw new Error("no free port range found");

@@ -5,9 +5,9 @@
 //   etcd member i client  B + 10 + i   (8438, 8439, 8440)
 //   etcd member i peer    B + 20 + i   (8448, 8449, 8450)
 // and with `cluster up --fault-proxy` (the proxies run in the `cluster up` process):
-//   link "*->nK" proxy    B + 30 + i   (in front of node i's HTTP port: its --advertise URL)
 //   link "*->etcd-nK"     B + 40 + i   (in front of member i's peer port: its advertised peer URL)
 //   control API           B + 50
+//   link "nI->nJ"         B + 60 + 10·i + j   (node i's own route to node j: its --peer-route)
 // so at most 10 nodes. Node ids are n1, n2, ...; node nK's etcd member is
 // etcd-nK, "beside" it (started and stopped together with it).
 //
@@ -46,8 +46,10 @@ export interface NodeEntry {
   id: string;
   /** Base URL, e.g. http://127.0.0.1:8428. */
   http: string;
-  /** URL the node announces to its peers (--advertise): a fault proxy in front of `http`; absent = http. */
+  /** URL the node announces to its peers (--advertise); absent = http. */
   advertise?: string;
+  /** peer id -> URL this node reaches that peer at (--peer-route: its own link proxy with --fault-proxy); absent = advertised URLs. */
+  peerRoutes?: Record<string, string>;
   /** null while stopped. */
   pid: number | null;
   dataDir: string;
@@ -76,22 +78,24 @@ export interface ClusterFile {
 export interface FaultProxyRecord {
   /** Base URL of the control API (docs/chaos.md), e.g. http://127.0.0.1:8478. */
   control: string;
-  /** Link name ("*->n1", "*->etcd-n1") -> proxy listen address and target, "127.0.0.1:PORT". */
+  /** Link name ("n1->n2", "*->etcd-n1") -> proxy listen address and target, "127.0.0.1:PORT". */
   links: Record<string, { listen: string; target: string }>;
 }
 
 /** Offsets of the fault-proxy ports from the base port (see the scheme above). */
-export const FAULT_PROXY_NODE_OFFSET = 30;
 export const FAULT_PROXY_ETCD_PEER_OFFSET = 40;
 export const FAULT_PROXY_CONTROL_OFFSET = 50;
+/** Link "nI->nJ" (node indexes i, j from 0) listens at B + FAULT_PROXY_PAIR_OFFSET + 10·i + j. */
+export const FAULT_PROXY_PAIR_OFFSET = 60;
+export const faultProxyPairPort = (basePort: number, from: number, to: number): number => basePort + FAULT_PROXY_PAIR_OFFSET + 10 * from + to;
 
-/** The URL peers reach node n at (its proxy with --fault-proxy). */
+/** The URL peers reach node n at, unless their own --peer-route says otherwise. */
 export const nodeAdvertiseUrl = (n: NodeEntry): string => n.advertise ?? n.http;
 /** The peer URL member n advertises to the other members (its proxy with --fault-proxy). */
 export const etcdAdvertisePeerUrl = (n: NodeEntry): string => n.etcd.advertisePeerUrl ?? n.etcd.peerUrl;
 
 /** Flags the playground sets itself on every node: --node-args may not give them. */
-const OWNED_NODE_FLAGS = ["--data", "--http", "--node-id", "--etcd", "--cluster", "--advertise"];
+const OWNED_NODE_FLAGS = ["--data", "--http", "--node-id", "--etcd", "--cluster", "--advertise", "--peer-route"];
 
 /**
  * `--node-args "<flags>"`: split at whitespace (no quoting: a flag's value cannot contain a space). Refuses

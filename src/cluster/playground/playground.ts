@@ -87,6 +87,9 @@ function nodeCommand(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): string[]
     c.cluster,
     "--advertise",
     nodeAdvertiseUrl(n),
+    ...(n.peerRoutes !== undefined && Object.keys(n.peerRoutes).length > 0
+      ? ["--peer-route", Object.entries(n.peerRoutes).map(([id, url]) => `${id}=${url}`).join(",")]
+      : []),
     "--replication-factor",
     String(Math.min(3, c.nodes.length)),
     // Extra flags from `cluster up --node-args`, last so they may override the defaults above (not the owned ones).
@@ -148,8 +151,8 @@ export async function stopAll(dir: string, deadlineMs = 10_000): Promise<void> {
  * checks passed and before any process starts. The caller stops the proxies after `stop` (they go last).
  */
 export interface FaultProxySetup {
-  /** node id -> URL given as the node's --advertise. */
-  nodeAdvertise: Record<string, string>;
+  /** node id -> (peer id -> URL): the node's --peer-route, its own proxy to each peer. */
+  nodePeerRoutes: Record<string, Record<string, string>>;
   /** node id -> peer URL its etcd member advertises (--initial-advertise-peer-urls, --initial-cluster). */
   etcdPeerAdvertise: Record<string, string>;
   record: FaultProxyRecord;
@@ -171,10 +174,10 @@ export async function up(
   plan.faultProxy = opts.faultProxy?.record ?? null;
   if (opts.faultProxy !== undefined) {
     for (const n of plan.nodes) {
-      const a = opts.faultProxy.nodeAdvertise[n.id];
+      const routes = opts.faultProxy.nodePeerRoutes[n.id];
       const p = opts.faultProxy.etcdPeerAdvertise[n.id];
-      if (a === undefined || p === undefined) throw new PlaygroundError(`fault proxy: no advertise URL for ${n.id}`);
-      n.advertise = a;
+      if (routes === undefined || p === undefined) throw new PlaygroundError(`fault proxy: no routes for ${n.id}`);
+      n.peerRoutes = routes;
       n.etcd.advertisePeerUrl = p;
     }
   }
