@@ -25,6 +25,8 @@ export class FileSigner implements Signer {
   readonly keyId: Uint8Array;
   readonly publicKey: Uint8Array;
   readonly file: string;
+  /** The key was read from the file into this process (see Signer.local). */
+  readonly local = true;
   private readonly inner: Signer;
 
   constructor(keyString: string, file: string) {
