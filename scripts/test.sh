@@ -3,7 +3,8 @@
 # layering rules, then run the whole suite with Node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# Debian's prometheus and prometheus-node-exporter: test/cluster/prometheus.test.ts compares a real Prometheus.
+HQTS_APT_EXTRA="${HQTS_APT_EXTRA:-} prometheus prometheus-node-exporter" bash scripts/setup.sh
 echo "test: lint" >&2
 npx eslint .
 node scripts/check-layers.mjs

@@ -1,0 +1,491 @@
+// Prometheus remote write 1.0: the body is a snappy block-compressed
+// protobuf `prometheus.WriteRequest` (docs/ingest.md "Prometheus remote
+// write"). Decoded into one canonical Batch.
+//
+// The protobuf is walked with protobufjs's Reader instead of decoded into an
+// object graph by reflection: a 64 MiB body can hold millions of samples, and
+// a reflected decode would materialise all of them (with a Long each) before
+// a single limit could be checked. Walking by hand checks every limit as it
+// is reached, names the series index in every error, reads a sample value's
+// eight bytes as they are (the stale marker's bits) and takes label bytes raw
+// so that invalid UTF-8 is refused instead of silently replaced.
+//
+// Snappy is decoded here too, strictly: snappyjs (used by the tests to
+// compress) pads a truncated stream with zeros and drops writes past the end,
+// so a damaged body could decode into different, valid-looking bytes.
+
+import protobuf from "protobufjs/minimal.js";
+import { assert } from "../core/assert.js";
+import { BatchBuilder, sameValue, type Batch, type BatchSeries, type EncodedBatch } from "../core/batch.js";
+import { BadInputError, TooLargeError, type ConflictingPoint } from "../core/errors.js";
+import { toHex, sha256 } from "../core/hash.js";
+import { canonicalLabels, METRIC_NAME, seriesKey, type Labels } from "../core/labels.js";
+import type { Limits } from "../core/limits.js";
+import { INT64_MAX, INT64_MIN } from "../core/time.js";
+
+/**
+ * The schema this decoder implements, in protobufjs JSON form (Root.fromJSON),
+ * from prometheus/prompb/types.proto and remote.proto. Message types whose
+ * content HQ-TS does not store are declared empty: their fields are skipped.
+ * Label name/value are declared `bytes` (wire-identical to `string`) so that
+ * UTF-8 is checked by the decoder, not assumed.
+ */
+export const REMOTE_WRITE_SCHEMA = {
+  nested: {
+    prometheus: {
+      nested: {
+        WriteRequest: {
+          fields: {
+            timeseries: { rule: "repeated", type: "TimeSeries", id: 1 },
+            metadata: { rule: "repeated", type: "MetricMetadata", id: 3 },
+          },
+        },
+        TimeSeries: {
+          fields: {
+            labels: { rule: "repeated", type: "Label", id: 1 },
+            samples: { rule: "repeated", type: "Sample", id: 2 },
+            exemplars: { rule: "repeated", type: "Exemplar", id: 3 },
+            histograms: { rule: "repeated", type: "Histogram", id: 4 },
+          },
+        },
+        Label: { fields: { name: { type: "bytes", id: 1 }, value: { type: "bytes", id: 2 } } },
+        Sample: { fields: { value: { type: "double", id: 1 }, timestamp: { type: "int64", id: 2 } } },
+        Exemplar: { fields: {} },
+        Histogram: { fields: {} },
+        MetricMetadata: { fields: {} },
+      },
+    },
+  },
+} as const;
+
+// ---------------------------------------------------------------------------
+// Snappy block format (https://github.com/google/snappy/blob/main/format_description.txt)
+
+/** The uncompressed length a snappy block declares in its preamble (a uvarint of at most 32 bits). */
+export function snappyDeclaredLength(src: Uint8Array): { length: number; headerBytes: number } {
+  let length = 0;
+  for (let i = 0; i < 5; i++) {
+    if (i >= src.length) throw corruptSnappy("the length preamble is truncated", i);
+    const b = src[i]!;
+    length += (b & 0x7f) * 2 ** (7 * i);
+    if (b < 0x80) {
+      if (length > 0xffffffff) throw corruptSnappy("the declared length exceeds 32 bits", 0);
+      return { length, headerBytes: i + 1 };
+    }
+  }
+  throw corruptSnappy("the length preamble is longer than 5 bytes", 0);
+}
+
+function corruptSnappy(why: string, offset: number): BadInputError {
+  return new BadInputError(`corrupt snappy body: ${why}`, { field: "body", offset });
+}
+
+/**
+ * Decompresses one snappy block. The declared length is checked against
+ * `limit` before anything is allocated (a few bytes can declare 4 GiB), and
+ * the output must come out at exactly that length.
+ */
+export function snappyDecode(src: Uint8Array, limit: number): Uint8Array {
+  const { length, headerBytes } = snappyDeclaredLength(src);
+  if (length > limit) throw new TooLargeError(`snappy body declaring ${length} uncompressed bytes`, limit, { field: "body" });
+  const out = new Uint8Array(length);
+  const n = src.length;
+  let p = headerBytes;
+  let o = 0;
+  while (p < n) {
+    const at = p;
+    const tag = src[p++]!;
+    let len: number;
+    let offset: number;
+    switch (tag & 3) {
+      case 0: {
+        len = tag >>> 2;
+        if (len >= 60) {
+          const k = len - 59; // the length is in the next 1-4 bytes
+          if (p + k > n) throw corruptSnappy("a literal's length runs past the end", at);
+          len = 0;
+          for (let i = 0; i < k; i++) len += src[p + i]! * 2 ** (8 * i);
+          p += k;
+        }
+        len += 1;
+        if (p + len > n) throw corruptSnappy(`a literal of ${len} bytes runs past the end of the input`, at);
+        if (o + len > length) throw corruptSnappy(`the output exceeds the declared length of ${length} bytes`, at);
+        out.set(src.subarray(p, p + len), o);
+        p += len;
+        o += len;
+        continue;
+      }
+      case 1:
+        if (p + 1 > n) throw corruptSnappy("a copy runs past the end of the input", at);
+        len = 4 + ((tag >>> 2) & 7);
+        offset = ((tag >>> 5) << 8) | src[p]!;
+        p += 1;
+        break;
+      case 2:
+        if (p + 2 > n) throw corruptSnappy("a copy runs past the end of the input", at);
+        len = 1 + (tag >>> 2);
+        offset = src[p]! | (src[p + 1]! << 8);
+        p += 2;
+        break;
+      default:
+        if (p + 4 > n) throw corruptSnappy("a copy runs past the end of the input", at);
+        len = 1 + (tag >>> 2);
+        offset = src[p]! + src[p + 1]! * 0x100 + src[p + 2]! * 0x10000 + src[p + 3]! * 0x1000000;
+        p += 4;
+    }
+    if (offset === 0 || offset > o) throw corruptSnappy(`a copy refers ${offset} bytes back from output byte ${o}`, at);
+    if (o + len > length) throw corruptSnappy(`the output exceeds the declared length of ${length} bytes`, at);
+    // Byte by byte: a copy may overlap its own output (run-length encoding).
+    for (let i = 0; i < len; i++, o++) out[o] = out[o - offset]!;
+  }
+  if (o !== length) throw corruptSnappy(`the output is ${o} bytes but the block declares ${length}`, n);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// WriteRequest
+
+export interface RemoteWriteOptions {
+  limits: Pick<Limits, "bodyBytesMax" | "seriesPerBatchMax" | "samplesPerBatchMax" | "labelsPerSeriesMax" | "labelNameBytesMax" | "labelValueBytesMax">;
+}
+
+/** Points a request holds twice with different values: the first kept, the rest reported (listed up to this many). */
+export const CONFLICTS_LISTED_MAX = 100;
+
+export interface RemoteWriteRequest {
+  /** Null when the request holds no samples (metadata only, or series with exemplars only). */
+  batch: Batch | null;
+  /** Samples in the request as sent, repeats included. */
+  samplesOffered: number;
+  timeseries: number;
+  exemplarsIgnored: number;
+  metadataIgnored: number;
+  /** Same series and timestamp twice with different values: the first in the request is kept, the others are not in the batch. */
+  inRequestConflicts: number;
+  inRequestConflictsListed: ConflictingPoint[];
+}
+
+const WIRE_VARINT = 0;
+const WIRE_FIXED64 = 1;
+const WIRE_LEN = 2;
+const WIRE_NAMES = ["varint", "fixed64", "length-delimited", "start-group", "end-group", "fixed32"];
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextEncoder();
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+
+/** Decodes a whole remote-write body: snappy, then protobuf. */
+export function decodeRemoteWrite(body: Uint8Array, opts: RemoteWriteOptions): RemoteWriteRequest {
+  return decodeWriteRequest(snappyDecode(body, opts.limits.bodyBytesMax), opts);
+}
+
+interface PendingSeries {
+  labels: Labels;
+  ts: bigint[];
+  vs: number[];
+  increasing: boolean;
+}
+
+/** Decodes an uncompressed `prometheus.WriteRequest`. */
+export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): RemoteWriteRequest {
+  const r = protobuf.Reader.create(raw);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const builder = new BatchBuilder(opts.limits);
+  const byKey = new Map<string, PendingSeries>();
+  const result: RemoteWriteRequest = {
+    batch: null,
+    samplesOffered: 0,
+    timeseries: 0,
+    exemplarsIgnored: 0,
+    metadataIgnored: 0,
+    inRequestConflicts: 0,
+    inRequestConflictsListed: [],
+  };
+
+  // protobufjs throws RangeError/Error on truncated or malformed wire data: name where, never a 500.
+  const guarded = <T>(what: string, f: () => T): T => {
+    const at = r.pos;
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof BadInputError || e instanceof TooLargeError) throw e;
+      throw new BadInputError(`corrupt protobuf in ${what}: ${e instanceof Error ? e.message : String(e)}`, { field: what, offset: at });
+    }
+  };
+  const expectWire = (what: string, wire: number, want: number): void => {
+    if (wire !== want)
+      throw new BadInputError(`corrupt protobuf: ${what} has wire type ${WIRE_NAMES[wire] ?? wire}, want ${WIRE_NAMES[want]}`, { field: what, offset: r.pos });
+  };
+
+  // Field number 0 does not exist; a run of zero bytes (say, a damaged or padded body) must not read as data.
+  const readTag = (where: string): { field: number; wire: number } => {
+    const at = r.pos;
+    const tag = guarded(where, () => r.uint32());
+    if (tag >>> 3 === 0) throw new BadInputError(`corrupt protobuf: field number 0 in ${where}`, { field: where, offset: at });
+    return { field: tag >>> 3, wire: tag & 7 };
+  };
+  /** Reads a length prefix; the embedded message must end inside its parent. */
+  const embeddedEnd = (where: string, parentEnd: number): number => {
+    const end = guarded(where, () => r.uint32()) + r.pos;
+    if (end > parentEnd) throw new BadInputError(`corrupt protobuf: ${where} runs past the end of its parent`, { field: where, offset: r.pos });
+    return end;
+  };
+
+  while (r.pos < r.len) {
+    const { field, wire } = readTag("WriteRequest");
+    if (field === 1) {
+      const i = result.timeseries++;
+      const where = `timeseries[${i}]`;
+      expectWire(where, wire, WIRE_LEN);
+      readTimeSeries(i, embeddedEnd(where, r.len));
+    } else if (field === 3) {
+      expectWire("metadata", wire, WIRE_LEN);
+      result.metadataIgnored++;
+      guarded("metadata", () => r.skipType(wire));
+    } else {
+      // Unknown fields are skipped, as every protobuf decoder does: newer senders may add some.
+      guarded(`WriteRequest field ${field}`, () => r.skipType(wire));
+    }
+  }
+
+  function readTimeSeries(i: number, end: number): void {
+    const where = `timeseries[${i}]`;
+    const pairs: [string, string][] = [];
+    const ts: bigint[] = [];
+    const vs: number[] = [];
+    let histograms = 0;
+    while (r.pos < end) {
+      const { field, wire } = readTag(where);
+      if (field === 1) {
+        const lw = `${where}.labels[${pairs.length}]`;
+        expectWire(lw, wire, WIRE_LEN);
+        pairs.push(readLabel(lw, embeddedEnd(lw, end)));
+      } else if (field === 2) {
+        const sw = `${where}.samples[${ts.length}]`;
+        expectWire(sw, wire, WIRE_LEN);
+        if (result.samplesOffered >= opts.limits.samplesPerBatchMax)
+          throw new TooLargeError("number of samples in one request", opts.limits.samplesPerBatchMax, { field: sw });
+        result.samplesOffered++;
+        readSample(sw, embeddedEnd(sw, end), ts, vs);
+      } else if (field === 3) {
+        expectWire(`${where}.exemplars`, wire, WIRE_LEN);
+        result.exemplarsIgnored++;
+        guarded(`${where}.exemplars`, () => r.skipType(wire));
+      } else if (field === 4) {
+        expectWire(`${where}.histograms`, wire, WIRE_LEN);
+        histograms++;
+        guarded(`${where}.histograms`, () => r.skipType(wire));
+      } else {
+        guarded(`${where} field ${field}`, () => r.skipType(wire));
+      }
+    }
+    if (r.pos !== end) throw new BadInputError(`corrupt protobuf: a field of ${where} runs past the series' end`, { field: where, offset: end });
+
+    const labels = seriesLabels(i, pairs, opts.limits);
+    if (histograms > 0)
+      throw new BadInputError(`series ${seriesKey(labels)} holds ${histograms} native histogram(s): native histograms are not supported`, { field: `${where}.histograms` });
+    // Labels were checked even when the series carries no samples (a bad sender shows on its first request),
+    // but only a series with samples enters the batch: a canonical batch holds no empty series.
+    if (ts.length === 0) return;
+    const key = builder.series(labels, { field: where });
+    let p = byKey.get(key);
+    if (p === undefined) {
+      p = { labels, ts: [], vs: [], increasing: true };
+      byKey.set(key, p);
+    }
+    for (let j = 0; j < ts.length; j++) {
+      const t = ts[j]!;
+      if (p.ts.length > 0 && p.ts[p.ts.length - 1]! >= t) p.increasing = false;
+      p.ts.push(t);
+      p.vs.push(vs[j]!);
+    }
+  }
+
+  function readLabel(where: string, end: number): [string, string] {
+    let name: Uint8Array | null = null;
+    let value: Uint8Array | null = null;
+    while (r.pos < end) {
+      const { field, wire } = readTag(where);
+      if (field === 1 || field === 2) {
+        expectWire(`${where}.${field === 1 ? "name" : "value"}`, wire, WIRE_LEN);
+        const bytes = guarded(where, () => r.bytes());
+        if (field === 1) name = bytes;
+        else value = bytes;
+      } else guarded(where, () => r.skipType(wire));
+    }
+    if (r.pos !== end) throw new BadInputError(`corrupt protobuf: a field of ${where} runs past the label's end`, { field: where, offset: end });
+    const text = (b: Uint8Array | null, part: string, shown: string): string => {
+      if (b === null) return "";
+      try {
+        return strictUtf8.decode(b);
+      } catch {
+        throw new BadInputError(`${part} ${shown}is not valid UTF-8`, { field: where });
+      }
+    };
+    const n = text(name, "label name", "");
+    return [n, text(value, "the value of label", `${JSON.stringify(n.slice(0, 64))} `)];
+  }
+
+  function readSample(where: string, end: number, ts: bigint[], vs: number[]): void {
+    let value = 0;
+    let ms = 0n;
+    while (r.pos < end) {
+      const { field, wire } = readTag(where);
+      if (field === 1) {
+        expectWire(`${where}.value`, wire, WIRE_FIXED64);
+        if (r.pos + 8 > end) throw new BadInputError(`corrupt protobuf: ${where}.value runs past the sample's end`, { field: where, offset: r.pos });
+        value = float64FromBits(view.getUint32(r.pos, true), view.getUint32(r.pos + 4, true));
+        r.skip(8);
+      } else if (field === 2) {
+        expectWire(`${where}.timestamp`, wire, WIRE_VARINT);
+        ms = int64ToBigInt(guarded(where, () => r.int64()));
+      } else guarded(where, () => r.skipType(wire));
+    }
+    if (r.pos !== end) throw new BadInputError(`corrupt protobuf: a field of ${where} runs past the sample's end`, { field: where, offset: end });
+    const ns = ms * 1_000_000n;
+    if (ns < INT64_MIN || ns > INT64_MAX)
+      throw new BadInputError(`timestamp ${ms} ms is out of the int64 nanosecond range (years 1677-2262)`, { field: `${where}.timestamp` });
+    ts.push(ns);
+    vs.push(value);
+  }
+
+  // Keys in first-seen order are enough: the builder sorts them.
+  for (const [key, p] of byKey) {
+    if (p.increasing) {
+      for (let j = 0; j < p.ts.length; j++) builder.addSample(key, p.ts[j]!, p.vs[j]!);
+      continue;
+    }
+    // Stable by position, so the first occurrence of a timestamp in the request is the one kept.
+    const order = p.ts.map((_, j) => j).sort((a, b) => (p.ts[a]! < p.ts[b]! ? -1 : p.ts[a]! > p.ts[b]! ? 1 : a - b));
+    let lastT: bigint | null = null;
+    let lastV = 0;
+    for (const j of order) {
+      const t = p.ts[j]!;
+      const v = p.vs[j]!;
+      if (t === lastT) {
+        if (!sameValue(lastV, v)) {
+          result.inRequestConflicts++;
+          if (result.inRequestConflictsListed.length < CONFLICTS_LISTED_MAX)
+            result.inRequestConflictsListed.push({ series: key, timestampNs: t.toString(), storedValue: lastV, offeredValue: v });
+        }
+        continue;
+      }
+      builder.addSample(key, t, v);
+      lastT = t;
+      lastV = v;
+    }
+  }
+  if (builder.sampleCount > 0) result.batch = builder.build();
+  return result;
+}
+
+/** Prometheus's rules, checked before canonicalLabels (which would drop an empty-valued duplicate silently). */
+function seriesLabels(i: number, pairs: readonly [string, string][], limits: RemoteWriteOptions["limits"]): Labels {
+  const where = `timeseries[${i}]`;
+  const seen = new Set<string>();
+  let name: string | null = null;
+  for (let j = 0; j < pairs.length; j++) {
+    const [n, v] = pairs[j]!;
+    if (n === "") throw new BadInputError("empty label name", { field: `${where}.labels[${j}]` });
+    if (seen.has(n)) throw new BadInputError(`duplicate label name ${JSON.stringify(n.slice(0, 64))}`, { field: `${where}.labels[${j}]` });
+    // canonicalLabels checks these too, but would name the label only, not the series index.
+    if (utf8.encode(n).length > limits.labelNameBytesMax)
+      throw new TooLargeError(`label name ${JSON.stringify(n.slice(0, 64))} length in bytes`, limits.labelNameBytesMax, { field: `${where}.labels[${j}]` });
+    if (utf8.encode(v).length > limits.labelValueBytesMax)
+      throw new TooLargeError(`value of label ${JSON.stringify(n.slice(0, 64))} length in bytes`, limits.labelValueBytesMax, { field: `${where}.labels[${j}]` });
+    seen.add(n);
+    if (n === METRIC_NAME) name = v;
+  }
+  if (name === null || name === "") {
+    const shown = pairs.map(([n, v]) => `${n}=${JSON.stringify(v.slice(0, 64))}`).join(",");
+    throw new BadInputError(`series {${shown.slice(0, 200)}} has no metric name (${METRIC_NAME})`, { field: `${where}.labels` });
+  }
+  if (pairs.filter(([, v]) => v !== "").length > limits.labelsPerSeriesMax)
+    throw new TooLargeError("number of labels in a series", limits.labelsPerSeriesMax, { field: `${where}.labels` });
+  return canonicalLabels(pairs, limits, { field: where });
+}
+
+/**
+ * A sample value from its IEEE-754 bits. A NaN gets its quiet bit set here,
+ * once and for all: JavaScript may or may not quiet a signalling NaN (the
+ * stale marker 0x7ff0000000000002) each time it is copied, and a value whose
+ * bits changed between a request and its retry would conflict with itself.
+ * The payload is kept (docs/format/batch.md).
+ */
+function float64FromBits(lo: number, hi: number): number {
+  if ((hi & 0x7ff00000) === 0x7ff00000 && ((hi & 0xfffff) | lo) !== 0) hi |= 0x00080000;
+  u32[0] = lo;
+  u32[1] = hi;
+  return f64[0]!;
+}
+
+function int64ToBigInt(v: protobuf.Long | number): bigint {
+  if (typeof v === "number") {
+    // protobufjs without the long package: exact only within 2^53, which ms timestamps are for ±285,000 years.
+    assert(Number.isSafeInteger(v), "int64 decoded to an inexact number");
+    return BigInt(v);
+  }
+  return (BigInt(v.high) << 32n) | BigInt(v.low >>> 0);
+}
+
+// ---------------------------------------------------------------------------
+// Storing the rest when some points conflict
+
+/** The batch without the given points; null when nothing is left. Returns how many points were removed. */
+export function withoutPoints(batch: Batch, points: readonly ConflictingPoint[]): { batch: Batch | null; removed: number } {
+  const drop = new Map<string, Set<bigint>>();
+  for (const p of points) {
+    let s = drop.get(p.series);
+    if (s === undefined) drop.set(p.series, (s = new Set()));
+    s.add(BigInt(p.timestampNs));
+  }
+  const series: BatchSeries[] = [];
+  let total = 0;
+  let removed = 0;
+  for (const s of batch.series) {
+    const d = drop.get(s.key);
+    if (d === undefined) {
+      series.push(s);
+      total += s.timestampsNs.length;
+      continue;
+    }
+    const ts: bigint[] = [];
+    const vs: number[] = [];
+    for (let j = 0; j < s.timestampsNs.length; j++) {
+      if (d.has(s.timestampsNs[j]!)) continue;
+      ts.push(s.timestampsNs[j]!);
+      vs.push(s.values[j]!);
+    }
+    removed += s.timestampsNs.length - ts.length;
+    if (ts.length === 0) continue;
+    total += ts.length;
+    // Subsets of a canonical series stay sorted and unique: no need to re-check.
+    series.push({ key: s.key, labels: s.labels, timestampsNs: BigInt64Array.from(ts), values: Float64Array.from(vs) });
+  }
+  assert(total + removed === batch.sampleCount, "removing points lost or invented samples");
+  if (total === 0) return { batch: null, removed };
+  return { batch: { ...batch, series, sampleCount: total }, removed };
+}
+
+/** Batch ids are at most this long everywhere they are stored (provenance leaves, archives). */
+const BATCH_ID_BYTES_MAX = 128;
+const PARTIAL = "~partial-";
+const PARTIAL_DIGEST_HEX = 40;
+
+/**
+ * The id of what is left of a request after conflicting points were removed:
+ * `<id>~partial-<first 40 hex digits of the remainder's SHA-256>`, where
+ * `<id>` is the request's own batch id (Idempotency-Key or digest). Derived
+ * from the request's id and the remainder's content only, so a retry of the
+ * same request, meeting the same stored points, writes the same batch id and
+ * is a duplicate. When `<id>` is too long for the result to fit in 128 bytes
+ * it is replaced by the hex SHA-256 of itself.
+ */
+export function partialBatchId(requestId: string, remainder: EncodedBatch): string {
+  const suffix = PARTIAL + remainder.sha256.slice(0, PARTIAL_DIGEST_HEX);
+  const base = requestId.length + suffix.length <= BATCH_ID_BYTES_MAX ? requestId : toHex(sha256(new TextEncoder().encode(requestId)));
+  const id = base + suffix;
+  assert(id.length <= BATCH_ID_BYTES_MAX, "partial batch id too long");
+  return id;
+}

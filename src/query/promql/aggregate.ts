@@ -1,0 +1,237 @@
+// PromQL aggregation operators for one evaluation step (Prometheus 3.x
+// semantics): the same summation (Kahan–Neumaier) and mean algorithms as
+// Prometheus's aggregation.go, so float outputs agree with its test corpus.
+
+import { METRIC_NAME, type Labels } from "../../core/labels.js";
+import { assert, unreachable } from "../../core/assert.js";
+import type { AggregateExpr, PosRange } from "./ast.js";
+import { QueryError, formatFloatPlain, kahanSumInc, labelsKey, quantile, setLabel, type Sample, type Vector } from "./functions.js";
+
+export interface AggregateEnv {
+  tMs: number;
+  warn(message: string, pos: PosRange): void;
+}
+
+/** The labels an aggregation groups by: by(...) keeps the listed ones, without(...) drops them and the metric name. */
+export function groupingLabels(labels: Labels, grouping: readonly string[], without: boolean): Labels {
+  if (without) return labels.filter(([n]) => n !== METRIC_NAME && !grouping.includes(n));
+  return labels.filter(([n]) => grouping.includes(n));
+}
+
+interface Group {
+  labels: Labels;
+  count: number;
+  value: number;
+  kahanC: number;
+  mean: number;
+  incrementalMean: boolean;
+  values: number[];
+  members: Sample[];
+}
+
+/** A 53-bit FNV-1a of the label set: limit_ratio needs a stable per-series position in [0, 1). */
+function labelsHashFraction(labels: Labels): number {
+  let h = 0xcbf29ce484222325n;
+  const prime = 0x100000001b3n;
+  const mask = 0xffffffffffffffffn;
+  for (const [n, v] of labels) {
+    for (const ch of `${n}\u00ff${v}\u00ff`) {
+      h ^= BigInt(ch.codePointAt(0)!);
+      h = (h * prime) & mask;
+    }
+  }
+  return Number(h >> 11n) / 2 ** 53;
+}
+
+/**
+ * Evaluates one aggregation at one step. `param` is the evaluated parameter
+ * (a number, or the label name for count_values); null when the op has none.
+ */
+export function aggregate(expr: AggregateExpr, input: Vector, param: number | string | null, env: AggregateEnv): Vector {
+  const op = expr.op;
+  const tMs = env.tMs;
+
+  let k = 0;
+  let ratio = 0;
+  switch (op) {
+    case "topk":
+    case "bottomk":
+    case "limitk": {
+      assert(typeof param === "number", `${op} takes a number`);
+      if (Number.isNaN(param)) throw new QueryError("Parameter value is NaN");
+      if (param > Number.MAX_SAFE_INTEGER) throw new QueryError(`Scalar value ${param} overflows int64`);
+      k = param < 1 ? 0 : Math.min(Math.trunc(param), input.length);
+      if (k < 1) return [];
+      break;
+    }
+    case "limit_ratio": {
+      assert(typeof param === "number", "limit_ratio takes a number");
+      if (Number.isNaN(param)) throw new QueryError("Ratio value is NaN");
+      ratio = param;
+      if (ratio > 1) {
+        env.warn(`ratio value should be between -1 and 1, got ${formatFloatPlain(ratio)}, capping to 1`, expr.param!.pos);
+        ratio = 1;
+      } else if (ratio < -1) {
+        env.warn(`ratio value should be between -1 and 1, got ${formatFloatPlain(ratio)}, capping to -1`, expr.param!.pos);
+        ratio = -1;
+      }
+      if (ratio === 0) return [];
+      break;
+    }
+    case "quantile":
+      assert(typeof param === "number", "quantile takes a number");
+      if (Number.isNaN(param) || param < 0 || param > 1)
+        env.warn(`quantile value should be between 0 and 1, got ${Number.isNaN(param) ? "NaN" : String(param)}`, expr.param!.pos);
+      break;
+    case "count_values":
+      assert(typeof param === "string", "count_values takes a label name");
+      if (param === "") throw new QueryError(`invalid label name "${param}"`);
+      break;
+    default:
+      break;
+  }
+
+  const groups = new Map<string, Group>();
+  const order: Group[] = [];
+  for (const s of input) {
+    let gl = groupingLabels(s.labels, expr.grouping, expr.without);
+    if (op === "count_values") gl = setLabel(gl, param as string, formatFloatPlain(s.v));
+    const key = labelsKey(gl);
+    const f = s.v;
+    let g = groups.get(key);
+    if (g === undefined) {
+      g = { labels: gl, count: 1, value: f, kahanC: 0, mean: f, incrementalMean: false, values: [], members: [] };
+      if ((op === "stddev" || op === "stdvar") && !Number.isFinite(f)) g.value = NaN;
+      else if (op === "stddev" || op === "stdvar") g.value = 0;
+      groups.set(key, g);
+      order.push(g);
+      if (op === "quantile") g.values.push(f);
+      if (op === "topk" || op === "bottomk" || op === "limitk") g.members.push(s);
+      if (op === "limit_ratio" && keepForRatio(s.labels, ratio)) g.members.push(s);
+      continue;
+    }
+    switch (op) {
+      case "sum":
+        [g.value, g.kahanC] = kahanSumInc(f, g.value, g.kahanC);
+        break;
+      case "avg": {
+        g.count++;
+        if (!g.incrementalMean) {
+          const [newV, newC] = kahanSumInc(f, g.value, g.kahanC);
+          if (Number.isFinite(newV) || Number.isNaN(newV)) {
+            g.value = newV;
+            g.kahanC = newC;
+            break;
+          }
+          // The running sum would overflow: continue with an incremental mean.
+          g.incrementalMean = true;
+          g.mean = g.value / (g.count - 1);
+          g.kahanC /= g.count - 1;
+        }
+        const q = (g.count - 1) / g.count;
+        [g.mean, g.kahanC] = kahanSumInc(f / g.count, q * g.mean, q * g.kahanC);
+        break;
+      }
+      case "max":
+        if (g.value < f || Number.isNaN(g.value)) g.value = f;
+        break;
+      case "min":
+        if (g.value > f || Number.isNaN(g.value)) g.value = f;
+        break;
+      case "count":
+      case "count_values":
+      case "group":
+        g.count++;
+        break;
+      case "stddev":
+      case "stdvar": {
+        g.count++;
+        const delta = f - g.mean;
+        g.mean += delta / g.count;
+        g.value += delta * (f - g.mean);
+        break;
+      }
+      case "quantile":
+        g.values.push(f);
+        break;
+      case "topk":
+      case "bottomk":
+      case "limitk":
+        g.members.push(s);
+        break;
+      case "limit_ratio":
+        if (keepForRatio(s.labels, ratio)) g.members.push(s);
+        break;
+      default:
+        unreachable(op);
+    }
+  }
+
+  const out: Vector = [];
+  for (const g of order) {
+    switch (op) {
+      case "sum":
+        out.push({ labels: g.labels, v: g.value + g.kahanC, tMs });
+        break;
+      case "avg":
+        out.push({ labels: g.labels, v: g.incrementalMean ? g.mean + g.kahanC : g.value / g.count + g.kahanC / g.count, tMs });
+        break;
+      case "max":
+      case "min":
+        out.push({ labels: g.labels, v: g.value, tMs });
+        break;
+      case "count":
+      case "count_values":
+        out.push({ labels: g.labels, v: g.count, tMs });
+        break;
+      case "group":
+        out.push({ labels: g.labels, v: 1, tMs });
+        break;
+      case "stdvar":
+        out.push({ labels: g.labels, v: g.value / g.count, tMs });
+        break;
+      case "stddev":
+        out.push({ labels: g.labels, v: Math.sqrt(g.value / g.count), tMs });
+        break;
+      case "quantile":
+        out.push({ labels: g.labels, v: quantile(param as number, g.values), tMs });
+        break;
+      case "topk":
+      case "bottomk":
+        for (const s of selectK(g.members, k, op === "topk")) out.push({ labels: s.labels, v: s.v, tMs });
+        break;
+      case "limitk":
+        for (const s of g.members.slice(0, k)) out.push({ labels: s.labels, v: s.v, tMs });
+        break;
+      case "limit_ratio":
+        for (const s of g.members) out.push({ labels: s.labels, v: s.v, tMs });
+        break;
+      default:
+        unreachable(op);
+    }
+  }
+  return out;
+}
+
+function keepForRatio(labels: Labels, ratio: number): boolean {
+  const offset = labelsHashFraction(labels);
+  return (ratio >= 0 && offset < ratio) || (ratio < 0 && offset >= 1 + ratio);
+}
+
+/**
+ * The k largest (top) or smallest values, NaN ranking last either way; among
+ * equal values the earlier input wins, as with Prometheus's heap (which only
+ * replaces on a strictly better value). Output best first.
+ */
+function selectK(members: Sample[], k: number, top: boolean): Sample[] {
+  const indexed = members.map((s, i): [Sample, number] => [s, i]);
+  indexed.sort(([a, ai], [b, bi]) => {
+    const an = Number.isNaN(a.v);
+    const bn = Number.isNaN(b.v);
+    if (an || bn) return an === bn ? ai - bi : an ? 1 : -1;
+    if (a.v === b.v) return ai - bi;
+    return top ? b.v - a.v : a.v - b.v;
+  });
+  return indexed.slice(0, k).map(([s]) => s);
+}
+

@@ -1,0 +1,663 @@
+// The PromQL evaluator (Prometheus 3.x semantics) over a SeriesSource.
+//
+// A query runs in two phases. First every selector's data is fetched once for
+// the whole query (one select per selector, its time range widened by offset,
+// @, lookback/range and enclosing subqueries), so a range query does not hit
+// storage per step. Then the tree is evaluated step by step, synchronously;
+// subquery inner steps are memoised by absolute time, because neighbouring
+// outer steps share most of them (they are aligned to multiples of the step).
+
+import { HqError, TooLargeError } from "../../core/errors.js";
+import { assert, unreachable } from "../../core/assert.js";
+import { METRIC_NAME, type Labels } from "../../core/labels.js";
+import type { Matcher } from "../../core/matchers.js";
+import type { AggregateExpr, AtModifier, BinaryExpr, BinaryOp, Call, Expr, MatrixSelector, PosRange, SubqueryExpr, VectorMatching, VectorSelector } from "./ast.js";
+import { aggregate } from "./aggregate.js";
+import {
+  MATRIX_ARG,
+  QueryError,
+  callFunction,
+  compareLabels,
+  dropMetricName,
+  formatLabels,
+  labelsKey,
+  type Matrix,
+  type MatrixWindow,
+  type Sample,
+  type Series,
+  type Value,
+  type Vector,
+} from "./functions.js";
+
+import { promPosition } from "./parse.js";
+import type { Matrix as ResultMatrix, Value as ResultValue } from "./value.js";
+
+export { QueryError } from "./functions.js";
+
+export interface SeriesSource {
+  /** Series matching all matchers with their raw float samples in [startMs, endMs] (inclusive), timestamps ascending, stale markers included as NaN with the stale bit pattern. */
+  select(matchers: Matcher[], startMs: number, endMs: number): Promise<{ labels: Labels; tMs: Float64Array; values: Float64Array }[]>;
+}
+
+export interface EvaluatorOptions {
+  lookbackDeltaMs?: number;
+  maxSamples?: number;
+  timeoutMs?: number;
+  defaultSubqueryStepMs?: number;
+}
+
+export interface QueryResult<V> {
+  value: V;
+  warnings: string[];
+  infos: string[];
+}
+
+/** Prometheus's limit on points per series in a range query's answer. */
+const RANGE_POINTS_MAX = 11_000;
+
+/**
+ * Prometheus's stale marker is the signalling NaN 0x7ff0000000000002. V8 sets
+ * the quiet bit when such a NaN passes through a float register (DataView
+ * reads, array literals), giving 0x7ff8000000000002; ordinary NaNs never carry
+ * the payload 2, so both spellings mean "stale".
+ */
+const STALE_LO = 0x00000002;
+const STALE_HI = 0x7ff00000;
+const STALE_HI_QUIETED = 0x7ff80000;
+// The stale check reads the sample words through a Uint32Array view, so it assumes the low word comes first.
+assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "the stale-marker check needs a little-endian platform");
+
+interface LoadedSeries {
+  labels: Labels;
+  tMs: Float64Array;
+  values: Float64Array;
+  stale: Uint8Array;
+}
+
+/** The per-query state: fetched data, annotations, limits. */
+interface QueryState {
+  startMs: number;
+  endMs: number;
+  /** 0 for an instant query. */
+  stepMs: number;
+  isRange: boolean;
+  text: string | null;
+  data: Map<VectorSelector, LoadedSeries[]>;
+  memo: Map<Expr, Map<number, Value>>;
+  warnings: Set<string>;
+  infos: Set<string>;
+  deadlineMs: number;
+  samples: number;
+}
+
+function isStaleWord(words: Uint32Array, i: number): boolean {
+  const hi = words[2 * i + 1];
+  return words[2 * i] === STALE_LO && (hi === STALE_HI || hi === STALE_HI_QUIETED);
+}
+
+/** Index of the last timestamp <= tMs, or -1. */
+function lastAtOrBefore(ts: Float64Array, tMs: number): number {
+  let lo = 0;
+  let hi = ts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ts[mid]! <= tMs) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+function unwrapParens(e: Expr): Expr {
+  while (e.kind === "paren") e = e.expr;
+  return e;
+}
+
+export class Evaluator {
+  private readonly lookbackDeltaMs: number;
+  private readonly maxSamples: number;
+  private readonly timeoutMs: number;
+  private readonly defaultSubqueryStepMs: number;
+
+  constructor(
+    private readonly source: SeriesSource,
+    opts: EvaluatorOptions = {},
+  ) {
+    this.lookbackDeltaMs = opts.lookbackDeltaMs ?? 300_000;
+    this.maxSamples = opts.maxSamples ?? 50e6;
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.defaultSubqueryStepMs = opts.defaultSubqueryStepMs ?? 60_000;
+    assert(this.lookbackDeltaMs > 0, "lookback delta must be positive");
+    assert(this.maxSamples > 0, "maxSamples must be positive");
+    assert(this.timeoutMs > 0, "timeout must be positive");
+    assert(this.defaultSubqueryStepMs > 0, "default subquery step must be positive");
+  }
+
+  /** `queryText`, when given, turns annotation positions into line:column as Prometheus prints them. */
+  async instant(expr: Expr, tMs: number, queryText?: string): Promise<QueryResult<ResultValue>> {
+    const q = await this.prepare(expr, tMs, tMs, 0, queryText);
+    const v = this.evalAt(q, expr, tMs);
+    let value: ResultValue;
+    switch (v.kind) {
+      case "scalar":
+        value = { type: "scalar", result: { tMs, value: v.v } };
+        break;
+      case "string":
+        value = { type: "string", result: { tMs, value: v.s } };
+        break;
+      case "vector":
+        this.checkUniqueLabelsets(v.samples);
+        value = { type: "vector", result: v.samples.map((s) => ({ labels: s.labels, value: s.v })) };
+        break;
+      case "matrix":
+        value = { type: "matrix", result: toResultMatrix(v.series) };
+        break;
+      default:
+        unreachable(v);
+    }
+    return { value, warnings: [...q.warnings], infos: [...q.infos] };
+  }
+
+  async range(expr: Expr, startMs: number, endMs: number, stepMs: number, queryText?: string): Promise<QueryResult<ResultMatrix>> {
+    if (!(stepMs > 0)) throw new QueryError("zero or negative query resolution step widths are not accepted. Try a positive integer");
+    if (endMs < startMs) throw new QueryError("end timestamp must not be before start time");
+    const points = Math.floor((endMs - startMs) / stepMs) + 1;
+    if (points > RANGE_POINTS_MAX)
+      throw new TooLargeError("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX); points per series", RANGE_POINTS_MAX);
+    const q = await this.prepare(expr, startMs, endMs, stepMs, queryText);
+    const bySeries = new Map<string, Series>();
+    let pointsTotal = 0;
+    for (let tMs = startMs; tMs <= endMs; tMs += stepMs) {
+      this.checkDeadline(q);
+      const v = this.evalAt(q, expr, tMs);
+      let samples: Vector;
+      if (v.kind === "scalar") samples = [{ labels: [], v: v.v, tMs }];
+      else if (v.kind === "vector") samples = v.samples;
+      else throw new QueryError(`invalid expression type "${v.kind === "matrix" ? "range vector" : "string"}" for range query, must be Scalar or instant Vector`);
+      this.checkUniqueLabelsets(samples);
+      for (const s of samples) {
+        const key = labelsKey(s.labels);
+        let series = bySeries.get(key);
+        if (series === undefined) {
+          series = { labels: s.labels, tMs: [], values: [] };
+          bySeries.set(key, series);
+        }
+        series.tMs.push(tMs);
+        series.values.push(s.v);
+      }
+      pointsTotal += samples.length;
+      this.checkSamples(q, pointsTotal);
+    }
+    const value = toResultMatrix([...bySeries.values()].sort((a, b) => compareLabels(a.labels, b.labels)));
+    return { value, warnings: [...q.warnings], infos: [...q.infos] };
+  }
+
+  // -------------------------------------------------------------------------
+  // Phase 1: fetch every selector's data once.
+
+  private async prepare(expr: Expr, startMs: number, endMs: number, stepMs: number, text: string | undefined): Promise<QueryState> {
+    const q: QueryState = {
+      startMs,
+      endMs,
+      stepMs,
+      isRange: stepMs > 0,
+      text: text ?? null,
+      data: new Map(),
+      memo: new Map(),
+      warnings: new Set(),
+      infos: new Set(),
+      deadlineMs: Date.now() + this.timeoutMs,
+      samples: 0,
+    };
+    const ranges = new Map<VectorSelector, { fromMs: number; toMs: number }>();
+    const need = (sel: VectorSelector, fromMs: number, toMs: number): void => {
+      const r = ranges.get(sel);
+      if (r === undefined) ranges.set(sel, { fromMs, toMs });
+      else {
+        r.fromMs = Math.min(r.fromMs, fromMs);
+        r.toMs = Math.max(r.toMs, toMs);
+      }
+    };
+    const walk = (e: Expr, loMs: number, hiMs: number): void => {
+      switch (e.kind) {
+        case "number":
+        case "string":
+          return;
+        case "vectorSelector": {
+          const [a, b] = this.atRange(q, e.at, loMs, hiMs);
+          need(e, a - e.offsetMs - this.lookbackDeltaMs, b - e.offsetMs);
+          return;
+        }
+        case "matrixSelector": {
+          const [a, b] = this.atRange(q, e.vector.at, loMs, hiMs);
+          need(e.vector, a - e.vector.offsetMs - e.rangeMs, b - e.vector.offsetMs);
+          return;
+        }
+        case "subquery": {
+          const [a, b] = this.atRange(q, e.at, loMs, hiMs);
+          walk(e.expr, a - e.offsetMs - e.rangeMs, b - e.offsetMs);
+          return;
+        }
+        case "paren":
+        case "unary":
+          walk(e.expr, loMs, hiMs);
+          return;
+        case "binary":
+          walk(e.lhs, loMs, hiMs);
+          walk(e.rhs, loMs, hiMs);
+          return;
+        case "aggregate":
+          walk(e.expr, loMs, hiMs);
+          if (e.param !== null) walk(e.param, loMs, hiMs);
+          return;
+        case "call":
+          for (const a of e.args) walk(a, loMs, hiMs);
+          return;
+        default:
+          unreachable(e);
+      }
+    };
+    walk(expr, startMs, endMs);
+
+    const entries = [...ranges.entries()];
+    const loaded = await Promise.all(entries.map(([sel, r]) => this.source.select(sel.matchers, r.fromMs, r.toMs)));
+    for (let i = 0; i < entries.length; i++) {
+      const series = loaded[i]!.map((s): LoadedSeries => {
+        assert(s.tMs.length === s.values.length, "a series has one value per timestamp");
+        const words = new Uint32Array(s.values.buffer, s.values.byteOffset, s.values.length * 2);
+        const stale = new Uint8Array(s.values.length);
+        for (let j = 0; j < s.values.length; j++) stale[j] = isStaleWord(words, j) ? 1 : 0;
+        q.samples += s.values.length;
+        return { labels: s.labels, tMs: s.tMs, values: s.values, stale };
+      });
+      // Storage order is label order in Prometheus; limitk and tie-breaking depend on it.
+      series.sort((a, b) => compareLabels(a.labels, b.labels));
+      q.data.set(entries[i]![0], series);
+    }
+    this.checkSamples(q, 0);
+    return q;
+  }
+
+  private atRange(q: QueryState, at: AtModifier, loMs: number, hiMs: number): [number, number] {
+    if (at === null) return [loMs, hiMs];
+    const t = this.atTime(q, at, loMs);
+    return [t, t];
+  }
+
+  private atTime(q: QueryState, at: AtModifier, tMs: number): number {
+    if (at === null) return tMs;
+    switch (at.kind) {
+      case "time":
+        return at.timeMs;
+      case "start":
+        return q.startMs;
+      case "end":
+        return q.endMs;
+      default:
+        return unreachable(at);
+    }
+  }
+
+  private checkSamples(q: QueryState, extra: number): void {
+    if (q.samples + extra > this.maxSamples)
+      throw new TooLargeError("query processing would load too many samples into memory in query execution; samples", this.maxSamples);
+  }
+
+  private checkDeadline(q: QueryState): void {
+    if (Date.now() > q.deadlineMs) throw new HqError("unavailable", `query timed out in expression evaluation (limit ${this.timeoutMs} ms)`, { details: { timeoutMs: this.timeoutMs } });
+  }
+
+  private annotate(q: QueryState, kind: "warning" | "info", message: string, pos: PosRange): void {
+    const { line, column } = q.text !== null ? promPosition(q.text, pos.start) : { line: 1, column: pos.start + 1 };
+    const text = `PromQL ${kind}: ${message} (${line}:${column})`;
+    (kind === "warning" ? q.warnings : q.infos).add(text);
+  }
+
+  private checkUniqueLabelsets(vec: Vector): void {
+    if (vec.length < 2) return;
+    const seen = new Set<string>();
+    for (const s of vec) {
+      const k = labelsKey(s.labels);
+      if (seen.has(k)) throw new QueryError("vector cannot contain metrics with the same labelset");
+      seen.add(k);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Phase 2: evaluation at one step.
+
+  private evalAt(q: QueryState, e: Expr, tMs: number): Value {
+    switch (e.kind) {
+      case "number":
+        return { kind: "scalar", v: e.value };
+      case "string":
+        return { kind: "string", s: e.value };
+      case "paren":
+        return this.evalAt(q, e.expr, tMs);
+      case "vectorSelector":
+        return { kind: "vector", samples: this.selectInstant(q, e, tMs) };
+      case "matrixSelector":
+        return { kind: "matrix", series: this.selectRange(q, e, tMs) };
+      case "subquery":
+        return { kind: "matrix", series: this.evalSubquery(q, e, tMs) };
+      case "unary": {
+        const v = this.evalAt(q, e.expr, tMs);
+        if (e.op === "+") return v;
+        if (v.kind === "scalar") return { kind: "scalar", v: -v.v };
+        assert(v.kind === "vector", "unary minus applies to scalars and instant vectors (the parser checks types)");
+        const samples = v.samples.map((s) => ({ labels: dropMetricName(s.labels), v: -s.v, tMs }));
+        this.checkUniqueLabelsets(samples);
+        return { kind: "vector", samples };
+      }
+      case "binary":
+        return this.evalBinary(q, e, tMs);
+      case "aggregate":
+        return this.evalAggregate(q, e, tMs);
+      case "call":
+        return this.evalCall(q, e, tMs);
+      default:
+        return unreachable(e);
+    }
+  }
+
+  private selectInstant(q: QueryState, sel: VectorSelector, tMs: number): Vector {
+    const data = q.data.get(sel);
+    assert(data !== undefined, "every selector was fetched in prepare()");
+    const refMs = this.atTime(q, sel.at, tMs) - sel.offsetMs;
+    const out: Vector = [];
+    for (const s of data) {
+      const i = lastAtOrBefore(s.tMs, refMs);
+      if (i < 0) continue;
+      const sampleMs = s.tMs[i]!;
+      // Lookback window (t - lookback, t]; a stale marker as newest sample ends the series.
+      if (sampleMs <= refMs - this.lookbackDeltaMs || s.stale[i] === 1) continue;
+      out.push({ labels: s.labels, v: s.values[i]!, tMs: sampleMs });
+    }
+    return out;
+  }
+
+  private windowOf(q: QueryState, e: MatrixSelector | SubqueryExpr, tMs: number): MatrixWindow {
+    const at = e.kind === "matrixSelector" ? e.vector.at : e.at;
+    const offsetMs = e.kind === "matrixSelector" ? e.vector.offsetMs : e.offsetMs;
+    const endMs = this.atTime(q, at, tMs) - offsetMs;
+    return { rangeStartMs: endMs - e.rangeMs, rangeEndMs: endMs, rangeMs: e.rangeMs };
+  }
+
+  private selectRange(q: QueryState, m: MatrixSelector, tMs: number): Matrix {
+    const data = q.data.get(m.vector);
+    assert(data !== undefined, "every selector was fetched in prepare()");
+    const w = this.windowOf(q, m, tMs);
+    const out: Matrix = [];
+    for (const s of data) {
+      // Left-open window (start, end]; stale markers are not samples.
+      const first = lastAtOrBefore(s.tMs, w.rangeStartMs) + 1;
+      const last = lastAtOrBefore(s.tMs, w.rangeEndMs);
+      const ts: number[] = [];
+      const vs: number[] = [];
+      for (let i = first; i <= last; i++) {
+        if (s.stale[i] === 1) continue;
+        ts.push(s.tMs[i]!);
+        vs.push(s.values[i]!);
+      }
+      if (ts.length > 0) out.push({ labels: s.labels, tMs: ts, values: vs });
+    }
+    return out;
+  }
+
+  private evalSubquery(q: QueryState, sq: SubqueryExpr, tMs: number): Matrix {
+    const stepMs = sq.stepMs > 0 ? sq.stepMs : this.defaultSubqueryStepMs;
+    const w = this.windowOf(q, sq, tMs);
+    // Inner steps are absolute multiples of the step inside (start, end], as Prometheus aligns them.
+    let innerMs = (Math.floor(w.rangeStartMs / stepMs) + 1) * stepMs;
+    let memo = q.memo.get(sq.expr);
+    if (memo === undefined) {
+      memo = new Map();
+      q.memo.set(sq.expr, memo);
+    }
+    const bySeries = new Map<string, Series>();
+    let points = 0;
+    for (; innerMs <= w.rangeEndMs; innerMs += stepMs) {
+      this.checkDeadline(q);
+      let v = memo.get(innerMs);
+      if (v === undefined) {
+        v = this.evalAt(q, sq.expr, innerMs);
+        memo.set(innerMs, v);
+      }
+      let samples: Vector;
+      if (v.kind === "scalar") samples = [{ labels: [], v: v.v, tMs: innerMs }];
+      else if (v.kind === "vector") samples = v.samples;
+      else throw new QueryError("subquery is only allowed on instant vector or scalar expressions");
+      for (const s of samples) {
+        const key = labelsKey(s.labels);
+        let series = bySeries.get(key);
+        if (series === undefined) {
+          series = { labels: s.labels, tMs: [], values: [] };
+          bySeries.set(key, series);
+        }
+        series.tMs.push(innerMs);
+        series.values.push(s.v);
+      }
+      points += samples.length;
+      this.checkSamples(q, points);
+    }
+    return [...bySeries.values()].sort((a, b) => compareLabels(a.labels, b.labels));
+  }
+
+  private evalCall(q: QueryState, call: Call, tMs: number): Value {
+    const args = call.args.map((a) => this.evalAt(q, a, tMs));
+    const matrixIndex = MATRIX_ARG.get(call.func);
+    let window: MatrixWindow | null = null;
+    if (matrixIndex !== undefined) {
+      const arg = unwrapParens(call.args[matrixIndex]!);
+      assert(arg.kind === "matrixSelector" || arg.kind === "subquery", `${call.func} takes a range vector (the parser checks types)`);
+      window = this.windowOf(q, arg, tMs);
+    }
+    const value = callFunction(call, args, window, {
+      tMs,
+      isRangeQuery: q.isRange,
+      queryStartMs: q.startMs,
+      queryEndMs: q.endMs,
+      queryStepMs: q.stepMs,
+      warn: (m, pos) => this.annotate(q, "warning", m, pos),
+      info: (m, pos) => this.annotate(q, "info", m, pos),
+    });
+    if (value.kind === "vector") this.checkUniqueLabelsets(value.samples);
+    return value;
+  }
+
+  private evalAggregate(q: QueryState, e: AggregateExpr, tMs: number): Value {
+    const input = this.evalAt(q, e.expr, tMs);
+    assert(input.kind === "vector", "aggregations take an instant vector (the parser checks types)");
+    let param: number | string | null = null;
+    if (e.param !== null) {
+      const p = this.evalAt(q, e.param, tMs);
+      assert(p.kind === "scalar" || p.kind === "string", "an aggregation parameter is a scalar or a string");
+      param = p.kind === "scalar" ? p.v : p.s;
+    }
+    return { kind: "vector", samples: aggregate(e, input.samples, param, { tMs, warn: (m, pos) => this.annotate(q, "warning", m, pos) }) };
+  }
+
+  // -------------------------------------------------------------------------
+  // Binary operators.
+
+  private evalBinary(q: QueryState, e: BinaryExpr, tMs: number): Value {
+    const l = this.evalAt(q, e.lhs, tMs);
+    const r = this.evalAt(q, e.rhs, tMs);
+    if (l.kind === "scalar" && r.kind === "scalar") {
+      const [v, keep] = binop(e.op, l.v, r.v);
+      return { kind: "scalar", v: isComparison(e.op) ? (keep ? 1 : 0) : v };
+    }
+    if (l.kind === "vector" && r.kind === "scalar") return this.checked({ kind: "vector", samples: vectorScalar(e, l.samples, r.v, false, tMs) });
+    if (l.kind === "scalar" && r.kind === "vector") return this.checked({ kind: "vector", samples: vectorScalar(e, r.samples, l.v, true, tMs) });
+    assert(l.kind === "vector" && r.kind === "vector", "binary operands are scalars or instant vectors (the parser checks types)");
+    const matching: VectorMatching = e.matching ?? { card: isSetOp(e.op) ? "many-to-many" : "one-to-one", on: false, labels: [], include: [] };
+    switch (e.op) {
+      case "and":
+      case "or":
+      case "unless":
+        return { kind: "vector", samples: setOp(e.op, l.samples, r.samples, matching) };
+      default:
+        return this.checked({ kind: "vector", samples: vectorVector(e, l.samples, r.samples, matching, tMs) });
+    }
+  }
+
+  private checked(v: Value): Value {
+    if (v.kind === "vector") this.checkUniqueLabelsets(v.samples);
+    return v;
+  }
+}
+
+function toResultMatrix(m: Matrix): ResultMatrix {
+  return m.map((s) => ({ labels: s.labels, points: s.tMs.map((tMs, i) => ({ tMs, value: s.values[i]! })) }));
+}
+
+function isComparison(op: BinaryOp): boolean {
+  return op === "==" || op === "!=" || op === ">" || op === "<" || op === ">=" || op === "<=";
+}
+
+function isSetOp(op: BinaryOp): boolean {
+  return op === "and" || op === "or" || op === "unless";
+}
+
+/** Go's math.Pow where it differs from Math.pow (x^NaN for x = 1, (-1)^±Inf). */
+function goPow(x: number, y: number): number {
+  if (x === 1 || y === 0) return 1;
+  if (x === -1 && (y === Infinity || y === -Infinity)) return 1;
+  return Math.pow(x, y);
+}
+
+/** [value, keep]: keep is the comparison's outcome (always true for arithmetic). */
+function binop(op: BinaryOp, l: number, r: number): [number, boolean] {
+  switch (op) {
+    case "+":
+      return [l + r, true];
+    case "-":
+      return [l - r, true];
+    case "*":
+      return [l * r, true];
+    case "/":
+      return [l / r, true];
+    case "%":
+      return [l % r, true];
+    case "^":
+      return [goPow(l, r), true];
+    case "atan2":
+      return [Math.atan2(l, r), true];
+    case "==":
+      return [l, l === r];
+    case "!=":
+      return [l, l !== r];
+    case ">":
+      return [l, l > r];
+    case "<":
+      return [l, l < r];
+    case ">=":
+      return [l, l >= r];
+    case "<=":
+      return [l, l <= r];
+    case "and":
+    case "or":
+    case "unless":
+      throw new QueryError(`set operator "${op}" not allowed in binary scalar expression`);
+    default:
+      return unreachable(op);
+  }
+}
+
+function vectorScalar(e: BinaryExpr, vec: Vector, scalar: number, scalarOnLeft: boolean, tMs: number): Vector {
+  const out: Vector = [];
+  const comparison = isComparison(e.op);
+  const dropName = !comparison || e.returnBool;
+  for (const s of vec) {
+    const [l, r] = scalarOnLeft ? [scalar, s.v] : [s.v, scalar];
+    let [v, keep] = binop(e.op, l, r);
+    // A comparison filter keeps the vector's value even when the scalar is on the left.
+    if (comparison) v = s.v;
+    if (e.returnBool) {
+      v = keep ? 1 : 0;
+      keep = true;
+    }
+    if (!keep) continue;
+    out.push({ labels: dropName ? dropMetricName(s.labels) : s.labels, v, tMs });
+  }
+  return out;
+}
+
+/** The match-group key of a series: the on(...) labels, or all but the ignoring(...) ones and the metric name. */
+function matchLabels(labels: Labels, m: VectorMatching): Labels {
+  return m.on ? labels.filter(([n]) => m.labels.includes(n)) : labels.filter(([n]) => n !== METRIC_NAME && !m.labels.includes(n));
+}
+
+function setOp(op: "and" | "or" | "unless", lhs: Vector, rhs: Vector, m: VectorMatching): Vector {
+  const rightSigs = new Set(rhs.map((s) => labelsKey(matchLabels(s.labels, m))));
+  switch (op) {
+    case "and":
+      return lhs.filter((s) => rightSigs.has(labelsKey(matchLabels(s.labels, m))));
+    case "unless":
+      return lhs.filter((s) => !rightSigs.has(labelsKey(matchLabels(s.labels, m))));
+    case "or": {
+      const leftSigs = new Set(lhs.map((s) => labelsKey(matchLabels(s.labels, m))));
+      return [...lhs, ...rhs.filter((s) => !leftSigs.has(labelsKey(matchLabels(s.labels, m))))];
+    }
+    default:
+      return unreachable(op);
+  }
+}
+
+/** Prometheus's resultMetric: the labels of one output sample of a vector–vector operation. */
+function resultLabels(many: Labels, one: Labels, op: BinaryOp, m: VectorMatching, returnBool: boolean): Labels {
+  let out: Labels = many;
+  if (!isComparison(op) || returnBool) out = dropMetricName(out);
+  if (m.card === "one-to-one") out = m.on ? out.filter(([n]) => m.labels.includes(n)) : out.filter(([n]) => !m.labels.includes(n));
+  for (const name of m.include) {
+    let v = "";
+    for (const [n, lv] of one) if (n === name) v = lv;
+    out = out.filter(([n]) => n !== name);
+    if (v !== "") out = [...out, [name, v] as const].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+  return out;
+}
+
+function vectorVector(e: BinaryExpr, lhsIn: Vector, rhsIn: Vector, m: VectorMatching, tMs: number): Vector {
+  if (m.card === "many-to-many") throw new QueryError("many-to-many only allowed for set operators");
+  // The right side is the "one" side; group_right swaps the roles.
+  const swapped = m.card === "one-to-many";
+  const [many, one] = swapped ? [rhsIn, lhsIn] : [lhsIn, rhsIn];
+  const oneSigs = new Map<string, Sample>();
+  for (const s of one) {
+    const sig = labelsKey(matchLabels(s.labels, m));
+    const dup = oneSigs.get(sig);
+    if (dup !== undefined) {
+      throw new QueryError(
+        `found duplicate series for the match group ${formatLabels(matchLabels(s.labels, m))} on the ${swapped ? "left" : "right"} hand-side of the operation: [${formatLabels(dup.labels)}, ${formatLabels(s.labels)}];many-to-many matching not allowed: matching labels must be unique on one side`,
+      );
+    }
+    oneSigs.set(sig, s);
+  }
+  const out: Vector = [];
+  const matched = new Map<string, Set<string>>();
+  for (const ls of many) {
+    const sig = labelsKey(matchLabels(ls.labels, m));
+    const rs = oneSigs.get(sig);
+    if (rs === undefined) continue;
+    const [l, r] = swapped ? [rs.v, ls.v] : [ls.v, rs.v];
+    let [v, keep] = binop(e.op, l, r);
+    if (e.returnBool) {
+      v = keep ? 1 : 0;
+      keep = true;
+    }
+    const labels = resultLabels(ls.labels, rs.labels, e.op, m, e.returnBool);
+    // Matching errors are raised even for pairs a comparison then filters out, as Prometheus 3 does.
+    const inserted = matched.get(sig);
+    if (m.card === "one-to-one") {
+      if (inserted !== undefined) throw new QueryError("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+      matched.set(sig, new Set());
+    } else {
+      const key = labelsKey(labels);
+      if (inserted === undefined) matched.set(sig, new Set([key]));
+      else if (inserted.has(key)) throw new QueryError("multiple matches for labels: grouping labels must ensure unique matches");
+      else inserted.add(key);
+    }
+    if (keep) out.push({ labels, v, tMs });
+  }
+  return out;
+}

@@ -1,0 +1,177 @@
+// The Prometheus query API: GET|POST /api/v1/query and /api/v1/query_range,
+// with Prometheus's parameters, JSON shapes and error format, so Grafana's
+// Prometheus data source works unchanged. PromQL runs in src/query/promql over
+// the node's reader (the majority reader in a cluster: complete answers).
+//
+// HQ-TS additions: `inferred=exclude` leaves inferred points (gap fills) out;
+// an answer computed from inferred points says so in `warnings`; a partial
+// cluster read (partial_response=true) says so too.
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { BadInputError } from "../core/errors.js";
+import { labelsToObject, type Labels } from "../core/labels.js";
+import type { Matcher } from "../core/matchers.js";
+import { parseApiTime } from "../core/time.js";
+import { Evaluator, type SeriesSource } from "../query/promql/eval.js";
+import { parsePromQL } from "../query/promql/parse.js";
+import type { Value } from "../query/promql/value.js";
+import type { RouteContext } from "./context.js";
+import { requestParams, sendJson } from "./http-util.js";
+import { partialParam, readerFor } from "./read-routes.js";
+
+const FORM_BYTES_MAX = 256 * 1024;
+/** Prometheus's default and the longest a query may run here. */
+const QUERY_TIMEOUT_MS_DEFAULT = 120_000;
+const QUERY_TIMEOUT_MS_MAX = 600_000;
+/** Prometheus's -query.max-samples default. */
+export const QUERY_SAMPLES_MAX = 50_000_000;
+
+/** Prometheus times: RFC 3339 or Unix seconds with a fraction; absent = now. In ms. */
+function timeParam(params: URLSearchParams, name: string, dflt: number | null): number {
+  const raw = params.get(name);
+  if (raw === null || raw === "") {
+    if (dflt === null) throw new BadInputError(`${name} is required`, { field: name });
+    return dflt;
+  }
+  return Number(parseApiTime(raw, { field: name }) / 1_000_000n);
+}
+
+/** Durations: Prometheus form (5m, 1h30m, 250ms) or seconds as a float. In ms. */
+export function durationParam(raw: string, name: string): number {
+  if (/^[0-9]+(\.[0-9]+)?$/.test(raw)) return Math.round(Number(raw) * 1000);
+  const re = /([0-9]+)(ms|s|m|h|d|w|y)/gy;
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 31_536_000_000 };
+  let total = 0;
+  let at = 0;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(raw)) !== null) {
+    total += Number(m[1]) * unit[m[2]!]!;
+    at = re.lastIndex;
+  }
+  if (at !== raw.length || raw === "") throw new BadInputError(`cannot parse "${raw.slice(0, 40)}" to a valid duration`, { field: name });
+  return total;
+}
+
+function inferredParam(params: URLSearchParams): boolean {
+  const raw = params.get("inferred");
+  if (raw === null || raw === "" || raw === "include") return true;
+  if (raw === "exclude") return false;
+  throw new BadInputError(`inferred must be "include" or "exclude", got "${raw.slice(0, 20)}"`, { field: "inferred" });
+}
+
+interface SourceStats {
+  inferredSamples: number;
+  partial: boolean;
+}
+
+/** The engine's reads: ns storage → ms PromQL, counting inferred samples for the warning. */
+function sourceOf(ctx: RouteContext, params: URLSearchParams, stats: SourceStats): SeriesSource {
+  const reader = readerFor(ctx, params);
+  const includeInferred = inferredParam(params);
+  const allowPartial = partialParam(params);
+  return {
+    select: async (matchers: Matcher[], startMs: number, endMs: number) => {
+      const out = await reader.select(
+        [matchers],
+        { startNs: BigInt(Math.floor(startMs)) * 1_000_000n, endNs: BigInt(Math.ceil(endMs)) * 1_000_000n + 999_999n, includeInferred, seriesMax: ctx.limits.seriesPerReadMax, samplesMax: ctx.limits.samplesPerReadMax },
+        allowPartial,
+      );
+      if (out.partial) stats.partial = true;
+      return out.value.map((s) => {
+        const tMs = new Float64Array(s.timestampsNs.length);
+        for (let i = 0; i < tMs.length; i++) tMs[i] = Number(s.timestampsNs[i]! / 1_000_000n);
+        for (let i = 0; i < s.origins.length; i++) if (s.origins[i] === 1) stats.inferredSamples++;
+        return { labels: s.labels, tMs, values: s.values };
+      });
+    },
+  };
+}
+
+/** Prometheus's sample value: a string, "NaN", "+Inf", "-Inf". */
+function promValue(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+const promTime = (tMs: number): number => tMs / 1000;
+const metric = (l: Labels): Record<string, string> => labelsToObject(l);
+
+function resultData(v: Value): { resultType: string; result: unknown } {
+  switch (v.type) {
+    case "scalar":
+      return { resultType: "scalar", result: [promTime(v.result.tMs), promValue(v.result.value)] };
+    case "string":
+      return { resultType: "string", result: [promTime(v.result.tMs), v.result.value] };
+    case "vector":
+      // An instant vector's samples are at the evaluation time.
+      return { resultType: "vector", result: v.result.map((s) => ({ metric: metric(s.labels), value: [NaN, promValue(s.value)] })) };
+    case "matrix":
+      return { resultType: "matrix", result: v.result.map((s) => ({ metric: metric(s.labels), values: s.points.map((p) => [promTime(p.tMs), promValue(p.value)]) })) };
+  }
+}
+
+function warningsOf(stats: SourceStats, warnings: readonly string[]): string[] {
+  const out = [...warnings];
+  if (stats.inferredSamples > 0) out.push(`the answer read ${stats.inferredSamples} inferred points (filled gaps, never original); add inferred=exclude to leave them out`);
+  if (stats.partial) out.push("partial response: fewer than a majority of replicas answered, so acknowledged points may be missing");
+  return out;
+}
+
+function timeoutParam(params: URLSearchParams): number {
+  const raw = params.get("timeout");
+  if (raw === null || raw === "") return QUERY_TIMEOUT_MS_DEFAULT;
+  return Math.min(QUERY_TIMEOUT_MS_MAX, durationParam(raw, "timeout"));
+}
+
+export async function handleQuery(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const params = await requestParams(req, url, FORM_BYTES_MAX);
+  const q = params.get("query");
+  if (q === null || q === "") throw new BadInputError("query is required", { field: "query" });
+  const tMs = timeParam(params, "time", Date.now());
+  const expr = parsePromQL(q);
+  const stats: SourceStats = { inferredSamples: 0, partial: false };
+  const ev = new Evaluator(sourceOf(ctx, params, stats), { timeoutMs: timeoutParam(params), maxSamples: QUERY_SAMPLES_MAX });
+  const r = await ev.instant(expr, tMs, q);
+  const data = resultData(r.value);
+  if (r.value.type === "vector") for (const s of data.result as { value: [number, string] }[]) s.value[0] = promTime(tMs);
+  const warnings = warningsOf(stats, r.warnings);
+  sendJson(res, 200, { status: "success", data, ...(warnings.length > 0 ? { warnings } : {}), ...(r.infos.length > 0 ? { infos: r.infos } : {}) });
+}
+
+export async function handleQueryRange(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const params = await requestParams(req, url, FORM_BYTES_MAX);
+  const q = params.get("query");
+  if (q === null || q === "") throw new BadInputError("query is required", { field: "query" });
+  const startMs = timeParam(params, "start", null);
+  const endMs = timeParam(params, "end", null);
+  const stepRaw = params.get("step");
+  if (stepRaw === null || stepRaw === "") throw new BadInputError("step is required", { field: "step" });
+  const stepMs = durationParam(stepRaw, "step");
+  if (stepMs <= 0) throw new BadInputError("zero or negative query resolution step widths are not accepted. Try a positive integer", { field: "step" });
+  if (endMs < startMs) throw new BadInputError("end timestamp must not be before start time", { field: "end" });
+  const expr = parsePromQL(q);
+  const stats: SourceStats = { inferredSamples: 0, partial: false };
+  const ev = new Evaluator(sourceOf(ctx, params, stats), { timeoutMs: timeoutParam(params), maxSamples: QUERY_SAMPLES_MAX });
+  const r = await ev.range(expr, startMs, endMs, stepMs, q);
+  const warnings = warningsOf(stats, r.warnings);
+  sendJson(res, 200, {
+    status: "success",
+    data: resultData({ type: "matrix", result: r.value }),
+    ...(warnings.length > 0 ? { warnings } : {}),
+    ...(r.infos.length > 0 ? { infos: r.infos } : {}),
+  });
+}
+
+/** Grafana asks for it to tell Prometheus flavours apart. */
+export async function handleBuildInfo(ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  req.resume();
+  sendJson(res, 200, { status: "success", data: { version: "3.0.0", revision: `hq-ts ${ctx.version}`, branch: "", buildUser: "", buildDate: "", goVersion: "" } });
+}
+
+/** Metric metadata is not kept yet (remote write's metadata is accepted and dropped): an empty answer, in shape. */
+export async function handleMetadata(_ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  req.resume();
+  sendJson(res, 200, { status: "success", data: {} });
+}

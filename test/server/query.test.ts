@@ -1,0 +1,102 @@
+// The Prometheus query API against a real node process: /api/v1/query and
+// /api/v1/query_range answer in Prometheus's shapes (GET and POST), parse
+// errors are 400 bad_data naming the position, step and time parameters are
+// checked, buildinfo and metadata answer in shape.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { http } from "../helpers/http.js";
+import { startNode, stopAll, type NodeProc } from "../helpers/node-proc.js";
+
+let node: NodeProc;
+const T0_S = 1_700_000_000;
+
+before(async () => {
+  node = await startNode();
+  // reqs_total{job="a"} 0, 10, 20, ... every 10 s for 5 minutes; {job="b"} twice as fast.
+  const lines: string[] = [];
+  for (const [job, f] of [["a", 1], ["b", 2]] as const) {
+    const ts = Array.from({ length: 31 }, (_, i) => (T0_S + i * 10) * 1000);
+    lines.push(JSON.stringify({ metric: { __name__: "reqs_total", job }, values: ts.map((_, i) => i * 10 * f), timestamps: ts }));
+  }
+  const a = await http(`${node.url}/api/v1/import`, { body: lines.join("\n") });
+  assert.equal(a.status, 200, a.text);
+});
+after(async () => {
+  await stopAll();
+});
+
+interface Answer<T> {
+  status: string;
+  data: T;
+  warnings?: string[];
+  errorType?: string;
+  error?: string;
+}
+
+async function get<T>(path: string): Promise<{ code: number; body: Answer<T> }> {
+  const a = await http(`${node.url}${path}`);
+  return { code: a.status, body: JSON.parse(a.text) as Answer<T> };
+}
+
+const q = (s: string): string => encodeURIComponent(s);
+
+describe("Prometheus query API", () => {
+  test("instant query: vector with metric and [time, \"value\"]", async () => {
+    const r = await get<{ resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] }>(`/api/v1/query?query=${q("rate(reqs_total[1m])")}&time=${T0_S + 200}`);
+    assert.equal(r.code, 200);
+    assert.equal(r.body.status, "success");
+    assert.equal(r.body.data.resultType, "vector");
+    const byJob = new Map(r.body.data.result.map((s) => [s.metric["job"], s]));
+    assert.deepEqual(byJob.get("a")!.metric, { job: "a" }, "rate drops the metric name");
+    assert.deepEqual(byJob.get("a")!.value, [T0_S + 200, "1"]);
+    assert.deepEqual(byJob.get("b")!.value, [T0_S + 200, "2"]);
+  });
+
+  test("scalar and string results", async () => {
+    const s = await get<{ resultType: string; result: [number, string] }>(`/api/v1/query?query=${q("1 + 2 * 3")}&time=${T0_S}`);
+    assert.deepEqual(s.body.data, { resultType: "scalar", result: [T0_S, "7"] });
+    const str = await get<{ resultType: string; result: [number, string] }>(`/api/v1/query?query=${q('"hello"')}&time=${T0_S}`);
+    assert.deepEqual(str.body.data, { resultType: "string", result: [T0_S, "hello"] });
+  });
+
+  test("range query: matrix, step-aligned points, POST form works the same", async () => {
+    const path = `query=${q("sum(reqs_total)")}&start=${T0_S}&end=${T0_S + 60}&step=30s`;
+    const r = await get<{ resultType: string; result: { metric: Record<string, string>; values: [number, string][] }[] }>(`/api/v1/query_range?${path}`);
+    assert.equal(r.code, 200);
+    assert.deepEqual(r.body.data, { resultType: "matrix", result: [{ metric: {}, values: [[T0_S, "0"], [T0_S + 30, "90"], [T0_S + 60, "180"]] }] });
+    const p = await http(`${node.url}/api/v1/query_range`, { method: "POST", body: path, headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+    assert.equal(p.status, 200);
+    assert.deepEqual((JSON.parse(p.text) as Answer<unknown>).data, r.body.data);
+  });
+
+  test("errors: 400 bad_data naming the position; missing or bad parameters named", async () => {
+    const e = await get<unknown>(`/api/v1/query?query=${q("sum(rate(reqs_total[1m])")}`);
+    assert.equal(e.code, 400);
+    assert.equal(e.body.status, "error");
+    assert.equal(e.body.errorType, "bad_data");
+    assert.match(e.body.error!, /^1:\d+: parse error/);
+    const none = await get<unknown>(`/api/v1/query`);
+    assert.equal(none.code, 400);
+    assert.match(none.body.error!, /query is required/);
+    const step = await get<unknown>(`/api/v1/query_range?query=up&start=${T0_S}&end=${T0_S + 60}&step=0`);
+    assert.equal(step.code, 400);
+    assert.match(step.body.error!, /step/);
+    const order = await get<unknown>(`/api/v1/query_range?query=up&start=${T0_S + 60}&end=${T0_S}&step=10`);
+    assert.equal(order.code, 400);
+    const time = await get<unknown>(`/api/v1/query?query=up&time=yesterday`);
+    assert.equal(time.code, 400);
+    assert.match(time.body.error!, /time/);
+    const many = await get<unknown>(`/api/v1/query_range?query=up&start=0&end=${T0_S}&step=1`);
+    assert.equal(many.code, 413);
+    assert.match(many.body.error!, /11,000 points/);
+  });
+
+  test("buildinfo and metadata answer in Prometheus's shape", async () => {
+    const b = await get<{ version: string }>(`/api/v1/status/buildinfo`);
+    assert.equal(b.code, 200);
+    assert.match(b.body.data.version, /^\d+\.\d+\.\d+$/);
+    const m = await get<Record<string, unknown>>(`/api/v1/metadata`);
+    assert.deepEqual(m.body, { status: "success", data: {} });
+  });
+});
