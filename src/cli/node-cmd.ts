@@ -23,6 +23,7 @@ import { NodeIntegrity } from "./integrity-node.js";
 import { encodeWithDigest } from "../core/batch.js";
 import { GapJob } from "../gaps/job.js";
 import { parseGapRules } from "../gaps/rules.js";
+import { parseHaRules, type HaRule } from "../ingest/ha-dedup.js";
 import { parseSelector } from "../query/selector.js";
 import { readFile } from "node:fs/promises";
 import type { Engine } from "../storage/engine.js";
@@ -60,6 +61,8 @@ export interface NodeOptions {
   checkpointInterval?: string;
   /** The bound a receipt promises for the batch to appear in a checkpoint. */
   receiptMmd?: string;
+  /** HA pair deduplication rules, JSON (docs/ingest.md, "HA pairs"). */
+  haDedup?: string;
   /** Cluster mode: "off" runs without the archive, signed receipts and the Merkle log (benchmarks). */
   provenance?: string;
   /** Pause between provenance audit rounds (stored points against their signed batches). */
@@ -143,6 +146,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   const gapScanIntervalMs = opts.gapScanInterval === undefined ? 60_000 : parseDuration(opts.gapScanInterval, "--gap-scan-interval");
   const gapLookbackMs = opts.gapLookback === undefined ? 24 * 3_600_000 : parsePositiveDuration(opts.gapLookback, "--gap-lookback");
   const gapRules = opts.gapRules === undefined ? [] : await loadGapRules(opts.gapRules);
+  const haRules = opts.haDedup === undefined ? [] : await loadHaRules(opts.haDedup);
   const checkpointIntervalMs = opts.checkpointInterval === undefined ? 5000 : parsePositiveDuration(opts.checkpointInterval, "--checkpoint-interval");
   const receiptMmdMs = opts.receiptMmd === undefined ? 60_000 : parsePositiveDuration(opts.receiptMmd, "--receipt-mmd");
   if (opts.provenance !== undefined && opts.provenance !== "on" && opts.provenance !== "off") throw new CliError(`--provenance: on or off, got "${opts.provenance}"`, 2);
@@ -185,6 +189,7 @@ export async function runNode(opts: NodeOptions): Promise<void> {
     registry,
     version: VERSION,
     gapRules: () => gapRules,
+    haRules: () => haRules,
     ...(etcdEndpoints !== null
       ? {
           clusterInfo: () => ({
@@ -340,6 +345,21 @@ export async function runNode(opts: NodeOptions): Promise<void> {
         provenance.startAudit({ intervalMs: auditIntervalMs, passMs: 6 * 3_600_000, onDamage: (path, size, detail) => integ.reportBlockDamage(path, size, detail) });
       }
     }
+  }
+}
+
+/** Reads --ha-dedup FILE (docs/ingest.md, "HA pairs"); every node of a cluster should be given the same rules. */
+async function loadHaRules(path: string): Promise<HaRule[]> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new CliError(`--ha-dedup ${path}: ${(e as Error).message}`, 2);
+  }
+  try {
+    return parseHaRules(raw, parseSelector, (d) => parsePositiveDuration(d, "interval"));
+  } catch (e) {
+    throw new CliError(`--ha-dedup ${path}: ${(e as Error).message}`, 2);
   }
 }
 

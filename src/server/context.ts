@@ -6,6 +6,7 @@ import type { Registry } from "prom-client";
 import type { Batch, EncodedBatch } from "../core/batch.js";
 import type { Limits } from "../core/limits.js";
 import type { GapRule } from "../gaps/rules.js";
+import type { HaRule } from "../ingest/ha-dedup.js";
 import type { Receipt } from "../core/receipt.js";
 import type { Labels } from "../core/labels.js";
 import type { MatcherSets, SelectedSeries, SelectOptions, StorageEngine } from "../storage/engine-api.js";
@@ -32,6 +33,8 @@ export interface RouteContext {
   reader(): Reader;
   /** Gap rules (docs/gaps.md): the expected interval and fill policy per selector. */
   gapRules(): readonly GapRule[];
+  /** HA pair deduplication rules (docs/ingest.md, "HA pairs"); empty: off. */
+  haRules(): readonly HaRule[];
   /** The node's view of its cluster (GET /hq/v1/cluster); undefined on a standalone node. */
   readonly clusterInfo?: () => unknown;
 }

@@ -3,6 +3,10 @@
 // (docs/http-api.md); remote write alone may store a request's
 // non-conflicting rest as a second batch (docs/ingest.md).
 
+import { haDedup } from "../ingest/ha-dedup.js";
+import { seriesKey } from "../core/labels.js";
+import { makeMatcher } from "../core/matchers.js";
+import type { StorageEngine } from "../storage/engine-api.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { encodeWithDigest, resolveBatchId, type Batch, type EncodedBatch } from "../core/batch.js";
 import { BadInputError, ConflictError, isHqError, type ConflictingPoint } from "../core/errors.js";
@@ -49,6 +53,28 @@ function idempotencyKey(req: IncomingMessage): string | undefined {
   return Array.isArray(keyHeader) ? keyHeader.join(",") : keyHeader;
 }
 
+/**
+ * HA pairs (docs/ingest.md): the replica label dropped and one sample kept per interval bucket, against what this
+ * node's own store holds (no network round trip: a store behind its peers keeps a second copy, never loses one).
+ */
+function applyHaDedup(ctx: RouteContext, batch: Batch, engine: StorageEngine, headers: Record<string, string>): Batch | null {
+  const rules = ctx.haRules();
+  if (rules.length === 0) return batch;
+  const r = haDedup(
+    batch,
+    rules,
+    (labels, fromNs, toNs) => {
+      const key = seriesKey(labels);
+      const got = engine.select([labels.map(([n, v]) => makeMatcher(n, "=", v))], { startNs: fromNs, endNs: toNs, includeInferred: true, seriesMax: 100_000, samplesMax: 1_000_000 });
+      return got.find((s) => s.key === key)?.timestampsNs ?? new BigInt64Array(0);
+    },
+    ctx.limits,
+  );
+  headers["X-HQ-HA-Dropped"] = String(r.dropped);
+  if (r.dropped > 0 || r.relabelled > 0) ctx.log.debug({ dropped: r.dropped, relabelled: r.relabelled }, "HA dedup");
+  return r.batch;
+}
+
 /** Parses, names and writes one request body; answers with the engine's receipt. */
 export async function handleIngest(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL, opts: IngestOptions): Promise<void> {
   const { format } = opts;
@@ -63,12 +89,21 @@ export async function handleIngest(ctx: RouteContext, req: IncomingMessage, res:
     resolveBatchId(key, "0", ctx.limits.idempotencyKeyBytesMax);
 
     const body = await readBody(req, ctx.limits.bodyBytesMax);
-    const batch = parseBody(format, body, {
+    const parsed = parseBody(format, body, {
       limits: ctx.limits,
       nowNs: nowNs(),
       ...(precision !== undefined ? { precision } : {}),
       ...(format === "csv" ? { csvFormat } : {}),
     });
+    const haHeaders: Record<string, string> = {};
+    const batch = applyHaDedup(ctx, parsed, engine, haHeaders);
+    if (batch === null) {
+      // Every sample was a second copy of an HA pair's: nothing to store, and nothing wrong.
+      ctx.metrics.ingestRequests.inc({ format, outcome: "ha-duplicate" });
+      res.writeHead(204, haHeaders);
+      res.end();
+      return;
+    }
     const encoded = encodeWithDigest(batch);
     const batchId = resolveBatchId(key, encoded.sha256, ctx.limits.idempotencyKeyBytesMax);
     const receipt: Receipt = await (ctx.writer() ?? engine).write(batch, batchId, encoded);
@@ -78,10 +113,10 @@ export async function handleIngest(ctx: RouteContext, req: IncomingMessage, res:
     ctx.log.debug({ format, batchId, samples: batch.sampleCount, accepted: receipt.accepted, duplicate: receipt.duplicate }, "batch written");
 
     if (opts.influxReply && !wantsJsonReceipt(req, url)) {
-      res.writeHead(204, { "X-HQ-Receipt": asciiJson(receipt) });
+      res.writeHead(204, { ...haHeaders, "X-HQ-Receipt": asciiJson(receipt) });
       res.end();
     } else {
-      sendJson(res, 200, receipt);
+      sendJson(res, 200, receipt, haHeaders);
     }
   } catch (e) {
     ctx.metrics.ingestRequests.inc({ format, outcome: isHqError(e) ? e.code : "bug" });
@@ -143,7 +178,15 @@ export async function handleRemoteWrite(ctx: RouteContext, req: IncomingMessage,
     const decoded = decodeRemoteWrite(body, { limits: ctx.limits });
     const headers: Record<string, string> = { "X-HQ-Exemplars-Ignored": String(decoded.exemplarsIgnored) };
 
-    if (decoded.batch === null) {
+    const deduped = decoded.batch === null ? null : applyHaDedup(ctx, decoded.batch, engine, headers);
+    if (decoded.batch !== null && deduped === null) {
+      // Every sample a second copy of an HA pair's: nothing to store, and nothing wrong.
+      ctx.metrics.ingestRequests.inc({ format, outcome: "ha-duplicate" });
+      res.writeHead(204, { ...headers, "X-HQ-Samples-Written": "0" });
+      res.end();
+      return;
+    }
+    if (deduped === null) {
       // Metadata only (or series without samples): Prometheus sends these; there is nothing to store.
       ctx.metrics.ingestRequests.inc({ format, outcome: "empty" });
       res.writeHead(204, { ...headers, "X-HQ-Samples-Written": "0" });
@@ -153,11 +196,11 @@ export async function handleRemoteWrite(ctx: RouteContext, req: IncomingMessage,
 
     const conflicts: ConflictsSeen = { count: 0, listed: [] };
     addConflicts(conflicts, decoded.inRequestConflictsListed, decoded.inRequestConflicts);
-    const requestEncoded = encodeWithDigest(decoded.batch);
+    const requestEncoded = encodeWithDigest(deduped);
     const requestId = resolveBatchId(key, requestEncoded.sha256, ctx.limits.idempotencyKeyBytesMax);
     const writer = ctx.writer() ?? engine;
 
-    let batch: Batch | null = decoded.batch;
+    let batch: Batch | null = deduped;
     let encoded: EncodedBatch = requestEncoded;
     let batchId = requestId;
     let receipt: Receipt | null = null;

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Limits } from "../core/limits.js";
+import type { HaRule } from "../ingest/ha-dedup.js";
 import type { GapRule } from "../gaps/rules.js";
 import { NotFoundError, UnavailableError } from "../core/errors.js";
 import type { StorageEngine } from "../storage/engine-api.js";
@@ -29,6 +30,7 @@ export interface HqServerOptions {
   clusterInfo?: () => unknown;
   /** Gap rules (docs/gaps.md); none by default (gaps are recorded with learned intervals, never filled). */
   gapRules?: () => readonly GapRule[];
+  haRules?: () => readonly HaRule[];
   /** Routes beyond the public API (cluster: the node-to-node message endpoint), matched first. */
   extraRoutes?: readonly Route[];
 }
@@ -75,6 +77,7 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     state: () => state,
     writer: () => writer,
     gapRules: opts.gapRules ?? (() => []),
+    haRules: opts.haRules ?? (() => []),
     reader: () => {
       if (reader !== null) {
         ctx.engine(); // 503 while starting or closing, as local reads
