@@ -73,6 +73,8 @@ export function buildProgram(): Command {
     .option("--scrub-rate <bytes/s>", "cluster mode: re-read and check every WAL segment and block at this many bytes per second; 0 turns the scrubber off (default 8388608)")
     .option("--scrub-pass-interval <duration>", "cluster mode: least time from the start of one scrub pass to the next (default 60s)")
     .option("--anti-entropy-interval <duration>", "cluster mode: pause between anti-entropy rounds with the other replicas; 0 turns it off (default 60s)")
+    .option("--query-max-samples <n>", "PromQL: samples one query may load before it fails with 422 (default 50000000)", positiveInt("--query-max-samples"))
+    .option("--query-timeout <duration>", "PromQL: the longest a query may run before it fails with 503 timeout (default 2m)")
     .option("--ha-dedup <file>", "deduplicate HA pairs of Prometheus: JSON rules {\"rules\":[{\"match\":\"{job=~\\\".+\\\"}\",\"replicaLabel\":\"__replica__\",\"interval\":\"15s\"}]} (docs/ingest.md, \"HA pairs\")")
     .option("--gap-rules <file>", "gap rules, JSON: expected interval and fill policy per selector (docs/gaps.md); the same file on every node")
     .option("--gap-scan-interval <duration>", "pause between gap scans (one node at a time runs them); 0 turns the gap job off (default 60s)")

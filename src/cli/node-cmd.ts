@@ -61,6 +61,10 @@ export interface NodeOptions {
   checkpointInterval?: string;
   /** The bound a receipt promises for the batch to appear in a checkpoint. */
   receiptMmd?: string;
+  /** PromQL: samples one query may load. */
+  queryMaxSamples?: number;
+  /** PromQL: the longest a query may run. */
+  queryTimeout?: string;
   /** HA pair deduplication rules, JSON (docs/ingest.md, "HA pairs"). */
   haDedup?: string;
   /** Cluster mode: "off" runs without the archive, signed receipts and the Merkle log (benchmarks). */
@@ -153,7 +157,12 @@ export async function runNode(opts: NodeOptions): Promise<void> {
   const provenanceOn = opts.provenance !== "off";
   const auditIntervalMs = opts.auditInterval === undefined ? 60_000 : parseDuration(opts.auditInterval, "--audit-interval");
   if (receiptMmdMs < 2 * checkpointIntervalMs) throw new CliError(`--receipt-mmd (${receiptMmdMs} ms) must be at least twice --checkpoint-interval (${checkpointIntervalMs} ms)`, 2);
-  const limits: Limits = { ...DEFAULT_LIMITS, ...(opts.maxBodyBytes !== undefined ? { bodyBytesMax: opts.maxBodyBytes } : {}) };
+  const limits: Limits = {
+    ...DEFAULT_LIMITS,
+    ...(opts.maxBodyBytes !== undefined ? { bodyBytesMax: opts.maxBodyBytes } : {}),
+    ...(opts.queryMaxSamples !== undefined ? { querySamplesMax: opts.queryMaxSamples } : {}),
+    ...(opts.queryTimeout !== undefined ? { queryTimeoutMs: parsePositiveDuration(opts.queryTimeout, "--query-timeout") } : {}),
+  };
   const dataDir = resolve(opts.data);
   const log = pino({ level: opts.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
 

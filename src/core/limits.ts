@@ -20,6 +20,10 @@ export interface Limits {
   samplesPerReadMax: number;
   /** Writes waiting for the WAL at once before new ones get 429. */
   pendingWritesMax: number;
+  /** PromQL: samples one query may load (Prometheus's -query.max-samples). */
+  querySamplesMax: number;
+  /** PromQL: the longest a query may run (Prometheus's -query.timeout); a request's `timeout` may only lower it. */
+  queryTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -34,4 +38,6 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   seriesPerReadMax: 500_000,
   samplesPerReadMax: 50_000_000,
   pendingWritesMax: 1024,
+  querySamplesMax: 50_000_000,
+  queryTimeoutMs: 120_000,
 });

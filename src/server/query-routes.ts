@@ -8,7 +8,7 @@
 // cluster read (partial_response=true) says so too.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { BadInputError } from "../core/errors.js";
+import { BadInputError, HqError } from "../core/errors.js";
 import { labelsToObject, type Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
 import { parseApiTime } from "../core/time.js";
@@ -20,11 +20,8 @@ import { requestParams, sendJson } from "./http-util.js";
 import { partialParam, readerFor } from "./read-routes.js";
 
 const FORM_BYTES_MAX = 256 * 1024;
-/** Prometheus's default and the longest a query may run here. */
-const QUERY_TIMEOUT_MS_DEFAULT = 120_000;
-const QUERY_TIMEOUT_MS_MAX = 600_000;
-/** Prometheus's -query.max-samples default. */
-export const QUERY_SAMPLES_MAX = 50_000_000;
+/** Prometheus's limit on points per series in a range query's answer. */
+const RANGE_POINTS_MAX = 11_000;
 
 /** Prometheus times: RFC 3339 or Unix seconds with a fraction; absent = now. In ms. */
 function timeParam(params: URLSearchParams, name: string, dflt: number | null): number {
@@ -119,10 +116,33 @@ function warningsOf(stats: SourceStats, warnings: readonly string[]): string[] {
   return out;
 }
 
-function timeoutParam(params: URLSearchParams): number {
+/** A request's `timeout` may lower the node's limit (--query-timeout), never raise it. */
+function timeoutParam(ctx: RouteContext, params: URLSearchParams): number {
   const raw = params.get("timeout");
-  if (raw === null || raw === "") return QUERY_TIMEOUT_MS_DEFAULT;
-  return Math.min(QUERY_TIMEOUT_MS_MAX, durationParam(raw, "timeout"));
+  const max = ctx.limits.queryTimeoutMs;
+  if (raw === null || raw === "") return max;
+  const ms = durationParam(raw, "timeout");
+  if (ms <= 0) throw new BadInputError("timeout must be positive", { field: "timeout" });
+  return Math.min(max, ms);
+}
+
+/**
+ * Runs a parsed query, answering failures the way Prometheus does: an error found while evaluating is 422
+ * "execution" (a limit too: "query processing would load too many samples"), a timeout 503 "timeout". Parse and
+ * parameter errors are thrown before this, as 400 bad_data by the server's error path.
+ */
+async function evaluate<T>(res: ServerResponse, run: () => Promise<T>): Promise<T | null> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!(e instanceof HqError) || e.code === "corruption" || e.code === "internal") throw e;
+    // Cluster reads below a majority, an engine shutting down: the server's mapping (503 unavailable, retryable).
+    if (e.code === "unavailable" && !/timed out/.test(e.message)) throw e;
+    if (e.code === "overloaded") throw e;
+    const timeout = e.code === "unavailable";
+    sendJson(res, timeout ? 503 : 422, { status: "error", errorType: timeout ? "timeout" : "execution", error: e.message, code: e.code, retryable: timeout });
+    return null;
+  }
 }
 
 export async function handleQuery(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -132,8 +152,9 @@ export async function handleQuery(ctx: RouteContext, req: IncomingMessage, res: 
   const tMs = timeParam(params, "time", Date.now());
   const expr = parsePromQL(q);
   const stats: SourceStats = { inferredSamples: 0, partial: false };
-  const ev = new Evaluator(sourceOf(ctx, params, stats), { timeoutMs: timeoutParam(params), maxSamples: QUERY_SAMPLES_MAX });
-  const r = await ev.instant(expr, tMs, q);
+  const ev = new Evaluator(sourceOf(ctx, params, stats), { timeoutMs: timeoutParam(ctx, params), maxSamples: ctx.limits.querySamplesMax });
+  const r = await evaluate(res, () => ev.instant(expr, tMs, q));
+  if (r === null) return;
   const data = resultData(r.value);
   if (r.value.type === "vector") for (const s of data.result as { value: [number, string] }[]) s.value[0] = promTime(tMs);
   const warnings = warningsOf(stats, r.warnings);
@@ -151,10 +172,14 @@ export async function handleQueryRange(ctx: RouteContext, req: IncomingMessage, 
   const stepMs = durationParam(stepRaw, "step");
   if (stepMs <= 0) throw new BadInputError("zero or negative query resolution step widths are not accepted. Try a positive integer", { field: "step" });
   if (endMs < startMs) throw new BadInputError("end timestamp must not be before start time", { field: "end" });
+  // Prometheus refuses this in the API, before evaluating: 400 bad_data.
+  if ((endMs - startMs) / stepMs > RANGE_POINTS_MAX)
+    throw new BadInputError(`exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)`, { field: "step" });
   const expr = parsePromQL(q);
   const stats: SourceStats = { inferredSamples: 0, partial: false };
-  const ev = new Evaluator(sourceOf(ctx, params, stats), { timeoutMs: timeoutParam(params), maxSamples: QUERY_SAMPLES_MAX });
-  const r = await ev.range(expr, startMs, endMs, stepMs, q);
+  const ev = new Evaluator(sourceOf(ctx, params, stats), { timeoutMs: timeoutParam(ctx, params), maxSamples: ctx.limits.querySamplesMax });
+  const r = await evaluate(res, () => ev.range(expr, startMs, endMs, stepMs, q));
+  if (r === null) return;
   const warnings = warningsOf(stats, r.warnings);
   sendJson(res, 200, {
     status: "success",

@@ -88,8 +88,31 @@ describe("Prometheus query API", () => {
     assert.equal(time.code, 400);
     assert.match(time.body.error!, /time/);
     const many = await get<unknown>(`/api/v1/query_range?query=up&start=0&end=${T0_S}&step=1`);
-    assert.equal(many.code, 413);
+    assert.equal(many.code, 400);
+    assert.equal(many.body.errorType, "bad_data");
     assert.match(many.body.error!, /11,000 points/);
+  });
+
+  test("evaluation errors are 422 execution, as Prometheus answers them", async () => {
+    // Both sides match on nothing: two series on the left for one on the right is many-to-one without group_left.
+    const e = await get<unknown>(`/api/v1/query?query=${q("reqs_total + on() vector(1)")}&time=${T0_S + 100}`);
+    assert.equal(e.code, 422, JSON.stringify(e.body));
+    assert.equal(e.body.errorType, "execution");
+    assert.match(e.body.error!, /many-to-one matching must be explicit|group_left/);
+  });
+
+  test("query limits: --query-max-samples and --query-timeout answer in Prometheus's shapes", async () => {
+    const small = await startNode({ args: ["--query-max-samples", "20"] });
+    const lines = Array.from({ length: 3 }, (_, j) => JSON.stringify({ metric: { __name__: "m", j: String(j) }, values: Array.from({ length: 30 }, (_, i) => i), timestamps: Array.from({ length: 30 }, (_, i) => (T0_S + i) * 1000) }));
+    assert.equal((await http(`${small.url}/api/v1/import`, { body: lines.join("\n") })).status, 200);
+    const a = await http(`${small.url}/api/v1/query?query=${q("sum(count_over_time(m[1m]))")}&time=${T0_S + 30}`);
+    assert.equal(a.status, 422, a.text);
+    const body = JSON.parse(a.text) as Answer<unknown>;
+    assert.equal(body.errorType, "execution");
+    assert.match(body.error!, /too many samples|samples/);
+    // Within the limit, the same node answers.
+    const b = await http(`${small.url}/api/v1/query?query=${q("count_over_time(m{j=\"0\"}[10s])")}&time=${T0_S + 30}`);
+    assert.equal(b.status, 200, b.text);
   });
 
   test("buildinfo and metadata answer in Prometheus's shape", async () => {
@@ -99,4 +122,37 @@ describe("Prometheus query API", () => {
     const m = await get<Record<string, unknown>>(`/api/v1/metadata`);
     assert.deepEqual(m.body, { status: "success", data: {} });
   });
+});
+
+test("an answer computed from inferred points says so in warnings; inferred=exclude leaves them out", { timeout: 120_000 }, async () => {
+  const { mkdtemp, rm, writeFile } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "hqts-query-gaps-"));
+  try {
+    const rules = join(dir, "rules.json");
+    await writeFile(rules, JSON.stringify({ rules: [{ match: '{job="sensor"}', interval: "10s", policy: "linear", maxFill: "24h" }] }));
+    const n = await startNode({ args: ["--gap-rules", rules, "--gap-scan-interval", "1s"] });
+    // 10 s samples over the last 20 minutes with a 5-minute hole in the middle.
+    const endS = Math.floor(Date.now() / 1000) - 30;
+    const ts: number[] = [];
+    for (let s = endS - 1200; s <= endS; s += 10) if (s < endS - 900 || s > endS - 600) ts.push(s * 1000);
+    const a = await http(`${n.url}/api/v1/import`, { body: JSON.stringify({ metric: { __name__: "temp", job: "sensor" }, values: ts.map(() => 20), timestamps: ts }) });
+    assert.equal(a.status, 200, a.text);
+    const path = `/api/v1/query?query=${q("count_over_time(temp[30m])")}&time=${endS}`;
+    const deadline = Date.now() + 60_000;
+    let withInferred: Answer<{ result: { value: [number, string] }[] }>;
+    for (;;) {
+      withInferred = JSON.parse((await http(`${n.url}${path}`)).text) as typeof withInferred;
+      if ((withInferred.warnings ?? []).some((w) => /inferred/.test(w))) break;
+      assert.ok(Date.now() < deadline, `no inferred-points warning within 60 s: ${JSON.stringify(withInferred)}`);
+      await new Promise((r) => setTimeout(r, 500)); // the gap job's next scan
+    }
+    const without = JSON.parse((await http(`${n.url}${path}&inferred=exclude`)).text) as typeof withInferred;
+    assert.equal(without.warnings, undefined, JSON.stringify(without.warnings));
+    assert.equal(Number(without.data.result[0]!.value[1]), ts.length, "only the original points");
+    assert.ok(Number(withInferred.data.result[0]!.value[1]) > ts.length, "the filled points counted");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
