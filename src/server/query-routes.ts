@@ -195,6 +195,12 @@ export async function handleBuildInfo(ctx: RouteContext, req: IncomingMessage, r
   sendJson(res, 200, { status: "success", data: { version: "3.0.0", revision: `hq-ts ${ctx.version}`, branch: "", buildUser: "", buildDate: "", goVersion: "" } });
 }
 
+/** Exemplars are not stored (remote write's are counted and dropped): Grafana asks, and gets an empty answer in shape. */
+export async function handleQueryExemplars(_ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  req.resume();
+  sendJson(res, 200, { status: "success", data: [] });
+}
+
 /** Metric metadata is not kept yet (remote write's metadata is accepted and dropped): an empty answer, in shape. */
 export async function handleMetadata(_ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   req.resume();

@@ -6,7 +6,7 @@ import { BadInputError } from "../core/errors.js";
 import { handleIngest, handleRemoteWrite } from "./ingest-routes.js";
 import { handleExport, handleLabels, handleLabelValues, handleSeries } from "./read-routes.js";
 import { handleCompleteness, handleGaps } from "./gap-routes.js";
-import { handleBuildInfo, handleMetadata, handleQuery, handleQueryRange } from "./query-routes.js";
+import { handleBuildInfo, handleMetadata, handleQuery, handleQueryExemplars, handleQueryRange } from "./query-routes.js";
 import { sendJson } from "./http-util.js";
 import type { RouteContext } from "./context.js";
 
@@ -83,6 +83,7 @@ export const ROUTES: readonly Route[] = [
   { name: "/api/v1/query_range", path: "/api/v1/query_range", methods: ["GET", "POST"], handler: (c, q, r, u) => handleQueryRange(c, q, r, u) },
   { name: "/api/v1/status/buildinfo", path: "/api/v1/status/buildinfo", methods: ["GET"], handler: (c, q, r) => handleBuildInfo(c, q, r) },
   { name: "/api/v1/metadata", path: "/api/v1/metadata", methods: ["GET"], handler: (c, q, r) => handleMetadata(c, q, r) },
+  { name: "/api/v1/query_exemplars", path: "/api/v1/query_exemplars", methods: ["GET", "POST"], handler: (c, q, r) => handleQueryExemplars(c, q, r) },
   { name: "/api/v1/export", path: "/api/v1/export", methods: ["GET", "POST"], handler: (c, q, r, u) => handleExport(c, q, r, u) },
   { name: "/api/v1/series", path: "/api/v1/series", methods: ["GET", "POST"], handler: (c, q, r, u) => handleSeries(c, q, r, u) },
   { name: "/api/v1/labels", path: "/api/v1/labels", methods: ["GET", "POST"], handler: (c, q, r, u) => handleLabels(c, q, r, u) },

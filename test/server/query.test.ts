@@ -115,12 +115,14 @@ describe("Prometheus query API", () => {
     assert.equal(b.status, 200, b.text);
   });
 
-  test("buildinfo and metadata answer in Prometheus's shape", async () => {
+  test("buildinfo, metadata and exemplars answer in Prometheus's shape", async () => {
     const b = await get<{ version: string }>(`/api/v1/status/buildinfo`);
     assert.equal(b.code, 200);
     assert.match(b.body.data.version, /^\d+\.\d+\.\d+$/);
     const m = await get<Record<string, unknown>>(`/api/v1/metadata`);
     assert.deepEqual(m.body, { status: "success", data: {} });
+    const x = await get<unknown[]>(`/api/v1/query_exemplars?query=up&start=${T0_S}&end=${T0_S + 60}`);
+    assert.deepEqual(x.body, { status: "success", data: [] });
   });
 });
 
