@@ -173,7 +173,7 @@ export async function handleQueryRange(ctx: RouteContext, req: IncomingMessage, 
   if (stepMs <= 0) throw new BadInputError("zero or negative query resolution step widths are not accepted. Try a positive integer", { field: "step" });
   if (endMs < startMs) throw new BadInputError("end timestamp must not be before start time", { field: "end" });
   // Prometheus refuses this in the API, before evaluating: 400 bad_data.
-  if ((endMs - startMs) / stepMs > RANGE_POINTS_MAX)
+  if (Math.floor((endMs - startMs) / stepMs) + 1 > RANGE_POINTS_MAX)
     throw new BadInputError(`exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)`, { field: "step" });
   const expr = parsePromQL(q);
   const stats: SourceStats = { inferredSamples: 0, partial: false };

@@ -158,3 +158,29 @@ test("an answer computed from inferred points says so in warnings; inferred=excl
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("a long query neither blocks the node nor outlives --query-timeout: health answers meanwhile, the query ends 503 timeout", { timeout: 180_000 }, async () => {
+  const n = await startNode({ args: ["--query-timeout", "3s"] });
+  // 2,000 series × 120 samples: a range query over 11,000 steps of rate() takes far longer than 3 s here.
+  const lines: string[] = [];
+  for (let j = 0; j < 2000; j++)
+    lines.push(JSON.stringify({ metric: { __name__: "busy_total", j: String(j) }, values: Array.from({ length: 120 }, (_, i) => i * j), timestamps: Array.from({ length: 120 }, (_, i) => (T0_S + i * 10) * 1000) }));
+  for (let i = 0; i < lines.length; i += 500) assert.equal((await http(`${n.url}/api/v1/import`, { body: lines.slice(i, i + 500).join("\n") })).status, 200);
+  let queryDone = false;
+  const query = http(`${n.url}/api/v1/query_range?query=${q("sum(rate(busy_total[5m]))")}&start=${T0_S}&end=${T0_S + 1199}&step=0.11`).then((a) => {
+    queryDone = true;
+    return a;
+  });
+  // While it runs, the node still answers.
+  let healthyDuring = false;
+  while (!queryDone) {
+    const h = await http(`${n.url}/health`);
+    if (h.status === 200 && !queryDone) healthyDuring = true;
+    if (healthyDuring) break;
+  }
+  const a = await query;
+  assert.ok(healthyDuring, `a health check was answered while the query ran (query: ${a.status} ${a.text.slice(0, 200)})`);
+  assert.equal(a.status, 503, a.text.slice(0, 300));
+  const body = JSON.parse(a.text) as Answer<unknown>;
+  assert.equal(body.errorType, "timeout");
+});

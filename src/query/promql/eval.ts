@@ -54,6 +54,8 @@ export interface QueryResult<V> {
 
 /** Prometheus's limit on points per series in a range query's answer. */
 const RANGE_POINTS_MAX = 11_000;
+/** A range query gives the event loop back this often (ms of evaluation). */
+const YIELD_EVERY_MS = 20;
 
 /**
  * Prometheus's stale marker is the signalling NaN 0x7ff0000000000002. V8 sets
@@ -166,20 +168,29 @@ export class Evaluator {
     const q = await this.prepare(expr, startMs, endMs, stepMs, queryText);
     const bySeries = new Map<string, Series>();
     let pointsTotal = 0;
+    let yieldedAtMs = performance.now();
     for (let tMs = startMs; tMs <= endMs; tMs += stepMs) {
+      // Steps run synchronously: give the event loop back every few ms, so writes, health checks and signals are
+      // served while a long query runs (and its deadline is checked on a clock that moves).
+      if (performance.now() - yieldedAtMs > YIELD_EVERY_MS) {
+        await new Promise((r) => setImmediate(r));
+        yieldedAtMs = performance.now();
+      }
       this.checkDeadline(q);
       const v = this.evalAt(q, expr, tMs);
       let samples: Vector;
       if (v.kind === "scalar") samples = [{ labels: [], v: v.v, tMs }];
       else if (v.kind === "vector") samples = v.samples;
       else throw new QueryError(`invalid expression type "${v.kind === "matrix" ? "range vector" : "string"}" for range query, must be Scalar or instant Vector`);
-      this.checkUniqueLabelsets(samples);
       for (const s of samples) {
         const key = labelsKey(s.labels);
         let series = bySeries.get(key);
         if (series === undefined) {
           series = { labels: s.labels, tMs: [], values: [] };
           bySeries.set(key, series);
+        } else if (series.tMs[series.tMs.length - 1] === tMs) {
+          // Two samples of one step with one label set: the check checkUniqueLabelsets makes, folded into this pass.
+          throw new QueryError("vector cannot contain metrics with the same labelset");
         }
         series.tMs.push(tMs);
         series.values.push(s.v);
