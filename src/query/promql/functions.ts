@@ -47,8 +47,18 @@ export function labelValue(labels: Labels, name: string): string {
   return "";
 }
 
+// Label sets are immutable (readonly), and a selected series keeps its label-set object for the whole query, so
+// what is derived from one is computed once per query, not once per step (a range query's hot path).
+const withoutName = new WeakMap<Labels, Labels>();
+const keys = new WeakMap<Labels, string>();
+
 export function dropMetricName(labels: Labels): Labels {
-  return labels.some(([n]) => n === METRIC_NAME) ? labels.filter(([n]) => n !== METRIC_NAME) : labels;
+  let out = withoutName.get(labels);
+  if (out === undefined) {
+    out = labels.some(([n]) => n === METRIC_NAME) ? labels.filter(([n]) => n !== METRIC_NAME) : labels;
+    withoutName.set(labels, out);
+  }
+  return out;
 }
 
 /** Sets (or, for an empty value, deletes) one label, keeping the order canonical. */
@@ -69,8 +79,12 @@ export function setLabel(labels: Labels, name: string, value: string): Labels {
 
 /** An unambiguous map key for a label set. */
 export function labelsKey(labels: Labels): string {
-  let k = "";
-  for (const [n, v] of labels) k += `${n}\u0000${v}\u0001`;
+  let k = keys.get(labels);
+  if (k === undefined) {
+    k = "";
+    for (const [n, v] of labels) k += `${n}\u0000${v}\u0001`;
+    keys.set(labels, k);
+  }
   return k;
 }
 
