@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { BadInputError, ConflictError, TooLargeError } from "../../src/core/errors.js";
 import type { Precision } from "../../src/core/time.js";
 import { parseCsv } from "../../src/ingest/csv.js";
-import { bytes, LIMITS, NOW_NS, only, plain, throwsAt } from "./util.js";
+import { bytes, LIMITS, NOW_NS, seriesOf, plain, throwsAt } from "./util.js";
 
 const parse = (text: string, csvFormat: string | null = null, precision?: Precision, limits = LIMITS) =>
   parseCsv(bytes(text), { limits, nowNs: NOW_NS, csvFormat, precision });
@@ -11,7 +11,7 @@ const parse = (text: string, csvFormat: string | null = null, precision?: Precis
 describe("csv header mode", () => {
   it("maps __name__/metric, timestamp/time and value; other columns are labels; ms by default", () => {
     const b = parse("__name__,host,timestamp,value\ncpu,a,1700000000000,1.5\ncpu,b,1700000000000,2\n");
-    const s = only(b, 'cpu{host="a"}');
+    const s = seriesOf(b, 'cpu{host="a"}');
     assert.deepEqual(s.timestampsNs, [1_700_000_000_000_000_000n]);
     assert.deepEqual(s.values, [1.5]);
     assert.equal(plain(parse("metric,time,value\nm,1,2")).size, 1);
@@ -25,26 +25,26 @@ describe("csv header mode", () => {
       ["s", "1700000000.123456789", 1_700_000_000_123_456_789n],
       ["s", "-1.5", -1_500_000_000n],
     ];
-    for (const [p, ts, want] of cases) assert.deepEqual(only(parse(`metric,time,value\nm,${ts},1`, null, p)).timestampsNs, [want], `${p} ${ts}`);
+    for (const [p, ts, want] of cases) assert.deepEqual(seriesOf(parse(`metric,time,value\nm,${ts},1`, null, p)).timestampsNs, [want], `${p} ${ts}`);
   });
 
   it("reads RFC 3339 times with offsets and nanoseconds", () => {
-    const s = only(parse("metric,time,value\nm,2023-11-14T22:13:20.123456789Z,1\nm,2023-11-15T00:13:21+02:00,2\nm,1970-01-01 00:00:00z,3"));
+    const s = seriesOf(parse("metric,time,value\nm,2023-11-14T22:13:20.123456789Z,1\nm,2023-11-15T00:13:21+02:00,2\nm,1970-01-01 00:00:00z,3"));
     assert.deepEqual(s.timestampsNs, [0n, 1_700_000_000_123_456_789n, 1_700_000_001_000_000_000n]);
   });
 
   it("uses nowNs without a time column", () => {
-    assert.deepEqual(only(parse("metric,value\nm,1")).timestampsNs, [NOW_NS]);
+    assert.deepEqual(seriesOf(parse("metric,value\nm,1")).timestampsNs, [NOW_NS]);
   });
 
   it("handles RFC 4180 quoting: commas, quotes, line breaks, CRLF", () => {
     const b = parse('metric,"label one",value\r\n"m","a,""b""\r\nc",1\r\n');
-    assert.deepEqual(only(b).labels, { __name__: "m", "label one": 'a,"b"\r\nc' });
+    assert.deepEqual(seriesOf(b).labels, { __name__: "m", "label one": 'a,"b"\r\nc' });
   });
 
   it("stores NaN/Inf, skips empty value cells, drops empty labels, trims header names", () => {
     const b = parse("metric, host ,time,value\nm,,1,NaN\nm,,2,+Inf\nm,,3,-inf\nm,,4,\nm,,5,-0\n\n");
-    const s = only(b);
+    const s = seriesOf(b);
     assert.deepEqual(s.labels, { __name__: "m" });
     assert.ok(Number.isNaN(s.values[0]));
     assert.deepEqual(s.values.slice(1, 3), [Infinity, -Infinity]);
@@ -67,8 +67,8 @@ describe("csv with VictoriaMetrics format", () => {
       'bid{market="NASDAQ",ticker="MSFT"}',
       'bid{market="NYSE",ticker="GOOG"}',
     ]);
-    assert.deepEqual(only(b, 'bid{market="NYSE",ticker="GOOG"}').values, [4.56]);
-    assert.deepEqual(only(b, 'bid{market="NYSE",ticker="GOOG"}').timestampsNs, [NOW_NS]);
+    assert.deepEqual(seriesOf(b, 'bid{market="NYSE",ticker="GOOG"}').values, [4.56]);
+    assert.deepEqual(seriesOf(b, 'bid{market="NYSE",ticker="GOOG"}').timestampsNs, [NOW_NS]);
   });
 
   it("supports each time context", () => {
@@ -79,11 +79,11 @@ describe("csv with VictoriaMetrics format", () => {
       ["unix_ns", "1700000000123456789", 1_700_000_000_123_456_789n],
       ["rfc3339", "2023-11-14T22:13:20.123456789Z", 1_700_000_000_123_456_789n],
     ];
-    for (const [ctx, ts, want] of cases) assert.deepEqual(only(parse(`${ts},7`, `1:time:${ctx},2:metric:m`)).timestampsNs, [want], ctx);
+    for (const [ctx, ts, want] of cases) assert.deepEqual(seriesOf(parse(`${ts},7`, `1:time:${ctx},2:metric:m`)).timestampsNs, [want], ctx);
   });
 
   it("ignores extra columns and the precision parameter; metric names may hold colons", () => {
-    const s = only(parse("5,1,extra,more", "2:time:unix_s,1:metric:job:rate:5m", "ns"));
+    const s = seriesOf(parse("5,1,extra,more", "2:time:unix_s,1:metric:job:rate:5m", "ns"));
     assert.deepEqual(s.labels, { __name__: "job:rate:5m" });
     assert.deepEqual(s.timestampsNs, [1_000_000_000n]);
   });

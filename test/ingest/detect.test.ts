@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { detectFormat, parseBody } from "../../src/ingest/index.js";
-import { bytes, LIMITS, NOW_NS, only } from "./util.js";
+import { bytes, LIMITS, NOW_NS, seriesOf } from "./util.js";
 
 describe("detectFormat", () => {
   it("goes by the file extension first", () => {
@@ -29,10 +29,10 @@ describe("detectFormat", () => {
 describe("parseBody", () => {
   it("dispatches to each parser with its own defaults", () => {
     const opts = { limits: LIMITS, nowNs: NOW_NS };
-    assert.deepEqual(only(parseBody("vmjson", bytes('{"metric":{"a":"b"},"values":[1],"timestamps":[2]}'), opts)).timestampsNs, [2_000_000n]);
-    assert.deepEqual(only(parseBody("influx", bytes("m f=1 2"), opts)).timestampsNs, [2n]);
-    assert.deepEqual(only(parseBody("csv", bytes("metric,time,value\nm,2,1"), opts)).timestampsNs, [2_000_000n]);
-    assert.deepEqual(only(parseBody("csv", bytes("2,1"), { ...opts, csvFormat: "1:time:unix_s,2:metric:m" })).timestampsNs, [2_000_000_000n]);
-    assert.deepEqual(only(parseBody("influx", bytes("m f=1 2"), { ...opts, precision: "s" })).timestampsNs, [2_000_000_000n]);
+    assert.deepEqual(seriesOf(parseBody("vmjson", bytes('{"metric":{"a":"b"},"values":[1],"timestamps":[2]}'), opts)).timestampsNs, [2_000_000n]);
+    assert.deepEqual(seriesOf(parseBody("influx", bytes("m f=1 2"), opts)).timestampsNs, [2n]);
+    assert.deepEqual(seriesOf(parseBody("csv", bytes("metric,time,value\nm,2,1"), opts)).timestampsNs, [2_000_000n]);
+    assert.deepEqual(seriesOf(parseBody("csv", bytes("2,1"), { ...opts, csvFormat: "1:time:unix_s,2:metric:m" })).timestampsNs, [2_000_000_000n]);
+    assert.deepEqual(seriesOf(parseBody("influx", bytes("m f=1 2"), { ...opts, precision: "s" })).timestampsNs, [2_000_000_000n]);
   });
 });

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { BadInputError, ConflictError, TooLargeError } from "../../src/core/errors.js";
 import type { Precision } from "../../src/core/time.js";
 import { parseInflux, parseInfluxDetailed } from "../../src/ingest/influx.js";
-import { bytes, LIMITS, NOW_NS, only, plain, throwsAt } from "./util.js";
+import { bytes, LIMITS, NOW_NS, seriesOf, plain, throwsAt } from "./util.js";
 
 const parse = (text: string, precision?: Precision, limits = LIMITS) => parseInflux(bytes(text), { limits, nowNs: NOW_NS, precision });
 
@@ -11,14 +11,14 @@ describe("influx: happy paths", () => {
   it("maps measurement_field to the metric name and tags to labels", () => {
     const b = parse("cpu,host=a,region=eu usage_user=1.5,usage_system=2 1700000000000000000");
     assert.deepEqual([...plain(b).keys()], ['cpu_usage_system{host="a",region="eu"}', 'cpu_usage_user{host="a",region="eu"}']);
-    const s = only(b, 'cpu_usage_user{host="a",region="eu"}');
+    const s = seriesOf(b, 'cpu_usage_user{host="a",region="eu"}');
     assert.deepEqual(s.timestampsNs, [1_700_000_000_000_000_000n]);
     assert.deepEqual(s.values, [1.5]);
   });
 
   it("keeps a nanosecond timestamp exactly", () => {
-    assert.deepEqual(only(parse("m f=1 1700000000123456789")).timestampsNs, [1_700_000_000_123_456_789n]);
-    assert.deepEqual(only(parse("m f=1 -1")).timestampsNs, [-1n]);
+    assert.deepEqual(seriesOf(parse("m f=1 1700000000123456789")).timestampsNs, [1_700_000_000_123_456_789n]);
+    assert.deepEqual(seriesOf(parse("m f=1 -1")).timestampsNs, [-1n]);
   });
 
   it("applies the precision", () => {
@@ -28,19 +28,19 @@ describe("influx: happy paths", () => {
       ["ms", "1700000000123", 1_700_000_000_123_000_000n],
       ["s", "1700000000", 1_700_000_000_000_000_000n],
     ];
-    for (const [p, ts, want] of cases) assert.deepEqual(only(parse(`m f=1 ${ts}`, p)).timestampsNs, [want], p);
+    for (const [p, ts, want] of cases) assert.deepEqual(seriesOf(parse(`m f=1 ${ts}`, p)).timestampsNs, [want], p);
   });
 
   it("uses nowNs when the timestamp is missing", () => {
-    assert.deepEqual(only(parse("m f=1")).timestampsNs, [NOW_NS]);
-    assert.deepEqual(only(parse("m f=1   ")).timestampsNs, [NOW_NS]);
+    assert.deepEqual(seriesOf(parse("m f=1")).timestampsNs, [NOW_NS]);
+    assert.deepEqual(seriesOf(parse("m f=1   ")).timestampsNs, [NOW_NS]);
   });
 
   it("reads every numeric type as a float", () => {
     const b = parse(
       "m i=-42i,u=18446744073709551615u,f=-1.5e-3,e=1E+10,d=.5,t=t,T=True,tt=TRUE,f1=f,f2=False,f3=FALSE,n=NaN,inf=+Inf,ninf=-inf,z=-0,big=9223372036854775807i,min=-9223372036854775808i 1",
     );
-    const v = (name: string) => only(b, name).values[0];
+    const v = (name: string) => seriesOf(b, name).values[0];
     assert.equal(v("m_i"), -42);
     assert.equal(v("m_u"), 2 ** 64); // the nearest double
     assert.equal(v("m_f"), -1.5e-3);
@@ -64,39 +64,39 @@ describe("influx: happy paths", () => {
     const r = parseInfluxDetailed(bytes('m,host=a msg="hello, \\"world\\" x=1 \\\\",v=2 5\nm s="only string" 6'), { limits: LIMITS, nowNs: NOW_NS });
     assert.equal(r.stringFieldsIgnored, 2);
     assert.deepEqual([...plain(r.batch).keys()], ['m_v{host="a"}']);
-    assert.deepEqual(only(r.batch).values, [2]);
+    assert.deepEqual(seriesOf(r.batch).values, [2]);
   });
 
   it("unescapes the measurement: \\, and \\space and \\\\", () => {
-    const s = only(parse("my\\ meas\\,ure\\\\ment f=1 1"));
+    const s = seriesOf(parse("my\\ meas\\,ure\\\\ment f=1 1"));
     assert.equal(s.labels["__name__"], "my meas,ure\\ment_f");
   });
 
   it("keeps = in a measurement and a backslash before an ordinary character", () => {
-    assert.equal(only(parse("a=b\\x f=1 1")).labels["__name__"], "a=b\\x_f");
+    assert.equal(seriesOf(parse("a=b\\x f=1 1")).labels["__name__"], "a=b\\x_f");
   });
 
   it("unescapes tag keys, tag values and field keys: \\, \\= \\space \\\\", () => {
-    const s = only(parse("m,ta\\ g\\=k\\,=v\\ a\\,l\\=u\\\\e f\\ i\\=e\\,ld=1 1"));
+    const s = seriesOf(parse("m,ta\\ g\\=k\\,=v\\ a\\,l\\=u\\\\e f\\ i\\=e\\,ld=1 1"));
     assert.deepEqual(s.labels, { __name__: "m_f i=e,ld", "ta g=k,": "v a,l=u\\e" });
   });
 
   it("treats an escaped trailing backslash as part of the value", () => {
-    assert.deepEqual(only(parse("m,t=a\\\\ f=1 1")).labels, { __name__: "m_f", t: "a\\" });
+    assert.deepEqual(seriesOf(parse("m,t=a\\\\ f=1 1")).labels, { __name__: "m_f", t: "a\\" });
   });
 
   it("names the metric after the field when the measurement is empty", () => {
-    assert.equal(only(parse(",host=a temp=21.5 1")).labels["__name__"], "temp");
+    assert.equal(seriesOf(parse(",host=a temp=21.5 1")).labels["__name__"], "temp");
   });
 
   it("skips comments, blank lines and leading whitespace; accepts CRLF", () => {
     const b = parse("# a comment\n\n   \t\n  m f=1 1\r\n\tm f=2 2\r\n");
-    assert.deepEqual(only(b).values, [1, 2]);
+    assert.deepEqual(seriesOf(b).values, [1, 2]);
   });
 
   it("canonicalises tag order so reordered tags are one series", () => {
     const b = parse("m,b=2,a=1 f=1 1\nm,a=1,b=2 f=2 2");
-    assert.deepEqual(only(b).values, [1, 2]);
+    assert.deepEqual(seriesOf(b).values, [1, 2]);
     assert.equal(b.series[0]!.key, 'm_f{a="1",b="2"}');
   });
 });
@@ -148,7 +148,7 @@ describe("influx: errors name the line, the column and the field", () => {
 
   it("two values for one point is a conflict; the same value twice is one point", () => {
     throwsAt(() => parse("m f=1 1\nm f=2 1"), ConflictError);
-    assert.deepEqual(only(parse("m f=1 1\nm f=1 1")).values, [1]);
+    assert.deepEqual(seriesOf(parse("m f=1 1\nm f=1 1")).values, [1]);
   });
 
   it("long runs of backslashes and digits stay linear", () => {

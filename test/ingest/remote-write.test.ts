@@ -17,7 +17,7 @@ import {
   snappyDeclaredLength,
   withoutPoints,
 } from "../../src/ingest/remote-write.js";
-import { LIMITS, only, plain, throwsAt } from "./util.js";
+import { LIMITS, seriesOf, plain, throwsAt } from "./util.js";
 import { WriteRequest } from "../helpers/remote-write.js";
 
 const require = createRequire(import.meta.url);
@@ -60,11 +60,11 @@ describe("remote write: decoding", () => {
     assert.equal(r.samplesOffered, 5);
     assert.equal(r.inRequestConflicts, 0);
     assert.deepEqual([...plain(r.batch).keys()], ['temp{room="k\u00fcche"}', 'up{instance="a:9100",job="node"}']);
-    const up = only(r.batch, 'up{instance="a:9100",job="node"}');
+    const up = seriesOf(r.batch, 'up{instance="a:9100",job="node"}');
     assert.deepEqual(r.batch.series[1]!.labels, [["__name__", "up"], ["instance", "a:9100"], ["job", "node"]]);
     assert.deepEqual([...up.timestampsNs], [BigInt(T0) * MS, BigInt(T0 + 15_000) * MS]);
     assert.deepEqual([...up.values], [1, 0]);
-    const temp = only(r.batch, 'temp{room="k\u00fcche"}');
+    const temp = seriesOf(r.batch, 'temp{room="k\u00fcche"}');
     assert.deepEqual([...temp.timestampsNs], [-1_000_000n, 0n, 1_000_000n]);
     assert.ok(Object.is(temp.values[0], -0), "-0 stays -0");
     assert.equal(temp.values[1], Infinity);
@@ -73,7 +73,7 @@ describe("remote write: decoding", () => {
 
   it("keeps int64 millisecond timestamps beyond 2^53 exact and refuses ones outside int64 ns", () => {
     const r = decode([{ labels: { __name__: "m" }, samples: [{ value: 1, timestamp: "9223372036854" }] }]);
-    assert.deepEqual([...only(r.batch!, "m").timestampsNs], [9_223_372_036_854n * MS]);
+    assert.deepEqual([...seriesOf(r.batch!, "m").timestampsNs], [9_223_372_036_854n * MS]);
     throwsAt(() => decode([{ labels: { __name__: "m" }, samples: [{ value: 1, timestamp: "9223372036855" }] }]), BadInputError, "timeseries[0].samples[0].timestamp", "out of the int64 nanosecond range");
     throwsAt(() => decode([{ labels: { __name__: "m" }, samples: [{ value: 1, timestamp: "-9007199254740993" }] }]), BadInputError, "out of the int64");
   });
@@ -122,7 +122,7 @@ describe("remote write: decoding", () => {
       { labels: { __name__: "m" }, samples: [{ value: 1, timestamp: T0 + 2 }, { value: 5, timestamp: T0 }] },
       { labels: { __name__: "m" }, samples: [{ value: 1, timestamp: T0 + 2 }, { value: 6, timestamp: T0 }, { value: 7, timestamp: T0 + 1 }] },
     ]);
-    const m = only(r.batch!, "m");
+    const m = seriesOf(r.batch!, "m");
     assert.deepEqual([...m.timestampsNs], [BigInt(T0) * MS, BigInt(T0 + 1) * MS, BigInt(T0 + 2) * MS]);
     assert.deepEqual([...m.values], [5, 7, 1]);
     assert.equal(r.inRequestConflicts, 1);
@@ -245,7 +245,7 @@ describe("remote write: storing the rest of a request", () => {
     assert.equal(removed, 2);
     assert.equal(rest!.sampleCount, 2);
     assert.deepEqual([...plain(rest!).keys()], ["a"]);
-    assert.deepEqual([...only(rest!, "a").timestampsNs], [1_000_000n, 3_000_000n]);
+    assert.deepEqual([...seriesOf(rest!, "a").timestampsNs], [1_000_000n, 3_000_000n]);
     const all = withoutPoints(batch, [1, 2, 3].map((i) => ({ series: "a", timestampNs: `${i}000000`, storedValue: 0, offeredValue: i })).concat([{ series: "b", timestampNs: "1000000", storedValue: 0, offeredValue: 9 }]));
     assert.deepEqual(all, { batch: null, removed: 4 });
   });

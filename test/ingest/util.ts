@@ -42,7 +42,7 @@ export function plain(batch: Batch): Map<string, PlainSeries> {
 }
 
 /** The only series of a batch, or the one with this key. */
-export function only(batch: Batch, key?: string): PlainSeries {
+export function seriesOf(batch: Batch, key?: string): PlainSeries {
   const all = plain(batch);
   if (key === undefined) {
     assert.equal(all.size, 1, `expected one series, got ${[...all.keys()].join(" ")}`);

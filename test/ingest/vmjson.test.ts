@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BadInputError, ConflictError, TooLargeError } from "../../src/core/errors.js";
 import { parseVmJson } from "../../src/ingest/vmjson.js";
-import { bytes, LIMITS, only, plain, throwsAt } from "./util.js";
+import { bytes, LIMITS, seriesOf, plain, throwsAt } from "./util.js";
 
 const parse = (text: string, limits = LIMITS) => parseVmJson(bytes(text), { limits });
 const line = (metric: Record<string, unknown>, values: unknown[], timestamps: unknown[]) => JSON.stringify({ metric, values, timestamps });
@@ -16,7 +16,7 @@ describe("vmjson: happy paths", () => {
       ].join("\n"),
     );
     assert.equal(b.sampleCount, 3);
-    const s = only(b, 'up{instance="a:9100",job="node"}');
+    const s = seriesOf(b, 'up{instance="a:9100",job="node"}');
     assert.deepEqual(s.timestampsNs, [1_700_000_000_000_000_000n, 1_700_000_001_000_000_000n]);
     assert.deepEqual(s.values, [1, 0.5]);
     assert.deepEqual(b.series[0]!.labels, [["__name__", "up"], ["instance", "a:9100"], ["job", "node"]]);
@@ -25,7 +25,7 @@ describe("vmjson: happy paths", () => {
   it("stores NaN and ±Inf from their string spellings, and quoted numbers", () => {
     // Written by hand: JSON.stringify(-0) is "0".
     const text = `{"metric":{"__name__":"q"},"values":["NaN","Inf","+Inf","-Inf","nan","1.25",-0,1e308,5e-324],"timestamps":[1,2,3,4,5,6,7,8,9]}`;
-    const s = only(parse(text));
+    const s = seriesOf(parse(text));
     assert.ok(Number.isNaN(s.values[0]));
     assert.deepEqual(s.values.slice(1, 4), [Infinity, Infinity, -Infinity]);
     assert.ok(Number.isNaN(s.values[4]));
@@ -43,18 +43,18 @@ describe("vmjson: happy paths", () => {
 
   it("skips blank lines, accepts CRLF and unsorted timestamps, merges a series split over lines", () => {
     const text = `\n${line({ __name__: "m" }, [2], [2000])}\r\n   \r\n${line({ __name__: "m" }, [1], [1000])}\n\n`;
-    const s = only(parse(text));
+    const s = seriesOf(parse(text));
     assert.deepEqual(s.timestampsNs, [1_000_000_000n, 2_000_000_000n]);
     assert.deepEqual(s.values, [1, 2]);
   });
 
   it("keeps the extremes of the int64 ns range and negative times", () => {
-    const s = only(parse(line({ __name__: "m" }, [1, 2, 3], [-9223372036854, 0, 9223372036854])));
+    const s = seriesOf(parse(line({ __name__: "m" }, [1, 2, 3], [-9223372036854, 0, 9223372036854])));
     assert.deepEqual(s.timestampsNs, [-9_223_372_036_854_000_000n, 0n, 9_223_372_036_854_000_000n]);
   });
 
   it("treats an identical repeat as one point", () => {
-    const s = only(parse(line({ __name__: "m" }, [1, 1], [5, 5])));
+    const s = seriesOf(parse(line({ __name__: "m" }, [1, 1], [5, 5])));
     assert.deepEqual(s.values, [1]);
   });
 });
@@ -126,9 +126,9 @@ describe("vmjson: errors name the line and the field", () => {
 describe("vmjson: timestamps_ns (what /api/v1/export writes)", () => {
   it("takes exact nanoseconds from timestamps_ns, checked against timestamps when both are given", () => {
     const text = JSON.stringify({ metric: { __name__: "n" }, values: [1, 2], timestamps: [1700000000123, -1], timestamps_ns: ["1700000000123456789", "-1"] });
-    const s = only(parse(text));
+    const s = seriesOf(parse(text));
     assert.deepEqual(s.timestampsNs, [-1n, 1_700_000_000_123_456_789n]);
-    const alone = only(parse(JSON.stringify({ metric: { __name__: "n" }, values: [1], timestamps_ns: ["5"] })));
+    const alone = seriesOf(parse(JSON.stringify({ metric: { __name__: "n" }, values: [1], timestamps_ns: ["5"] })));
     assert.deepEqual(alone.timestampsNs, [5n]);
   });
   it("names the field when timestamps_ns is malformed or disagrees with timestamps", () => {
