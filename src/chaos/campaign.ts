@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { readClusterFile, type ClusterFile, type NodeEntry } from "../cluster/playground/layout.js";
 import { startNode, stopNode } from "../cluster/playground/playground.js";
+import { mulberry32 } from "../core/prng.js";
 import { checkDurability, waitConverged, type DurabilityReport } from "./checker.js";
 import { envOf, faultControl, fetchJson, flipByte, heal, newestSegment, runId, type ScenarioContext } from "./scenarios.js";
 import { LoggingWriter, type WriterStats } from "./writer.js";
@@ -37,17 +38,8 @@ export interface PlannedFault {
   offsetFraction?: number;
 }
 
-/** mulberry32: a small seeded PRNG, [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (core/prng.ts): the campaign's schedule comes from it. */
+export const prng = mulberry32;
 
 /** Planning estimate of how long a restart takes beyond the fault's own duration (the run enforces it for real). */
 const RESTART_ESTIMATE_MS: Record<FaultKind, number> = { "kill-node": 4000, "kill-etcd": 2000, delay: 0, partition: 0, "corrupt-wal": 5000 };

@@ -131,7 +131,7 @@ export class Ledger {
     }
     if (badLines > 0) logger?.warn({ file: cpPath, lines: badLines }, "ledger: damaged checkpoint lines ignored");
     // The newest checkpoint the leaves reproduce; leaves past it are not covered and are dropped.
-    let log = MerkleLog.fromLeafHashes(hashes);
+    const log = MerkleLog.fromLeafHashes(hashes);
     while (history.length > 0) {
       const cp = history.at(-1)!.checkpoint;
       if (cp.treeSize <= log.size && Buffer.compare(log.root(cp.treeSize), cp.rootHash) === 0) break;
@@ -140,7 +140,7 @@ export class Ledger {
     const keep = history.at(-1)?.checkpoint.treeSize ?? 0;
     if (keep < hashes.length) {
       logger?.warn({ leaves: hashes.length, covered: keep }, "ledger: leaves no checkpoint covers cut off");
-      log = MerkleLog.fromLeafHashes(hashes.slice(0, keep));
+      log.truncate(keep);
     }
     const fileBytes = keep < entries.length ? entries[keep]!.offset : at;
     const leavesFile = await open(leavesPath, "a+");

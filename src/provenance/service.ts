@@ -131,8 +131,10 @@ export class ProvenanceService {
   async round(): Promise<void> {
     await this.refreshKeys();
     const published = await this.follow();
-    if (this.o.isSequencer() && published !== undefined) await this.sequence(published);
-    this.unsequenced = this.o.engine.listBatches("committed", 0n).filter((b) => !this.o.ledger.has(b.batchId)).length;
+    // One scan of the engine's batches a round: what the log lacks is both the sequencer's cut and the stat.
+    const pending = this.o.engine.listBatches("committed", 0n).filter((b) => !this.o.ledger.has(b.batchId));
+    const cut = this.o.isSequencer() && published !== undefined ? await this.sequence(published, pending) : 0;
+    this.unsequenced = pending.length - cut;
   }
 
   private async refreshKeys(): Promise<void> {
@@ -211,14 +213,13 @@ export class ProvenanceService {
   }
 
   /** Cuts the committed batches not in the log yet, signs and publishes the checkpoint, then keeps it. */
-  private async sequence(publishedRaw: string | null): Promise<void> {
+  /** Answers how many batches it put in the log (0 when none, or when another sequencer published first). */
+  private async sequence(publishedRaw: string | null, unsequenced: readonly BatchInfo[]): Promise<number> {
     const ledger = this.o.ledger;
-    const pending = this.o.engine
-      .listBatches("committed", 0n)
-      .filter((b) => !ledger.has(b.batchId))
+    const pending = unsequenced
       .map((b): LeafEntry => ({ batchId: b.batchId, sha256: b.sha256, shardId: b.shardId, hlc: b.hlc, sampleCount: b.sampleCount, origin: b.origin }))
       .sort(compareLeaves);
-    if (pending.length === 0) return;
+    if (pending.length === 0) return 0;
     const entries: Uint8Array[] = [];
     let bytes = 0;
     for (const e of pending) {
@@ -238,7 +239,7 @@ export class ProvenanceService {
         staged.abort();
         this.cutsLost++;
         this.o.log.warn({ size: cp.treeSize }, "provenance: another sequencer published first; following it");
-        return;
+        return 0;
       }
       await staged.commit(note, cp);
       this.cutsPublished++;
@@ -248,6 +249,7 @@ export class ProvenanceService {
       throw e;
     }
     await this.dropOldCuts().catch((e: Error) => this.o.log.warn({ err: e.message }, "provenance: old cuts not deleted"));
+    return entries.length;
   }
 
   private async dropOldCuts(): Promise<void> {

@@ -13,7 +13,7 @@ import { labelsToObject, type Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
 import { parseApiTime } from "../core/time.js";
 import { Evaluator, type SeriesSource } from "../query/promql/eval.js";
-import { parsePromQL } from "../query/promql/parse.js";
+import { parseDurationMs, parsePromQL } from "../query/promql/parse.js";
 import type { Value } from "../query/promql/value.js";
 import type { RouteContext } from "./context.js";
 import { requestParams, sendJson } from "./http-util.js";
@@ -33,20 +33,12 @@ function timeParam(params: URLSearchParams, name: string, dflt: number | null): 
   return Number(parseApiTime(raw, { field: name }) / 1_000_000n);
 }
 
-/** Durations: Prometheus form (5m, 1h30m, 250ms) or seconds as a float. In ms. */
+/** Durations: Prometheus form (5m, 1h30m, 250ms; PromQL's own parser) or seconds as a float. In ms. */
 export function durationParam(raw: string, name: string): number {
   if (/^[0-9]+(\.[0-9]+)?$/.test(raw)) return Math.round(Number(raw) * 1000);
-  const re = /([0-9]+)(ms|s|m|h|d|w|y)/gy;
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 31_536_000_000 };
-  let total = 0;
-  let at = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(raw)) !== null) {
-    total += Number(m[1]) * unit[m[2]!]!;
-    at = re.lastIndex;
-  }
-  if (at !== raw.length || raw === "") throw new BadInputError(`cannot parse "${raw.slice(0, 40)}" to a valid duration`, { field: name });
-  return total;
+  const ms = parseDurationMs(raw);
+  if (ms === null) throw new BadInputError(`cannot parse "${raw.slice(0, 40)}" to a valid duration`, { field: name });
+  return ms;
 }
 
 function inferredParam(params: URLSearchParams): boolean {

@@ -7,34 +7,17 @@
 // can be repeated on new schedules.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { cp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { planCampaign } from "../../src/chaos/campaign.js";
-import { CLI_MAIN } from "../helpers/node-proc.js";
-import { startPlayground, type Playground } from "../helpers/playground.js";
+import { startPlayground, type Playground, cliAsync } from "../helpers/playground.js";
 
 let pg: Playground | null = null;
 after(async () => {
   await pg?.cleanup();
 });
-
-function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 test("campaign schedule: same seed, same schedule; one disruptive fault at a time", () => {
   const ids = ["n1", "n2", "n3"];
@@ -50,7 +33,7 @@ const SEED = process.env["HQTS_CHAOS_SEED"] ?? "1";
 
 test("chaos campaign: 120 s of seeded faults under writes, nothing lost, converged, digests equal", { timeout: 600_000 }, async (t) => {
   pg = await startPlayground({ faultProxy: true, nodeArgs: ["--head-samples-max", "3000"] });
-  const r = await run(["chaos", "campaign", "--dir", pg.dir, "--seconds", "120", "--seed", SEED, "--json"], 540_000);
+  const r = await cliAsync(["chaos", "campaign", "--dir", pg.dir, "--seconds", "120", "--seed", SEED, "--json"], 540_000);
   let out: Record<string, unknown>;
   try {
     out = JSON.parse(r.stdout) as Record<string, unknown>;

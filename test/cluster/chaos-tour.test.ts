@@ -6,13 +6,11 @@
 // the playground has no proxies).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { CLI_MAIN } from "../helpers/node-proc.js";
-import { startPlayground, type Playground } from "../helpers/playground.js";
+import { startPlayground, type Playground, cliAsync } from "../helpers/playground.js";
 
 let pg: Playground | null = null;
 let rulesDir: string | null = null;
@@ -30,21 +28,6 @@ interface Row {
   figures: Record<string, unknown>;
 }
 
-function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 test("chaos tour: kill-leader, corrupt-wal, delay, replay, gap all pass on a playground", { timeout: 240_000 }, async (t) => {
   rulesDir = await mkdtemp(join(tmpdir(), "hqts-chaos-rules-"));
   const rulesFile = join(rulesDir, "rules.json");
@@ -53,7 +36,7 @@ test("chaos tour: kill-leader, corrupt-wal, delay, replay, gap all pass on a pla
     faultProxy: true,
     nodeArgs: ["--gap-rules", rulesFile, "--gap-scan-interval", "1s", "--gap-lookback", "12h", "--head-samples-max", "2000"],
   });
-  const r = await run(["chaos", "tour", "--dir", pg.dir, "--json"], 180_000);
+  const r = await cliAsync(["chaos", "tour", "--dir", pg.dir, "--json"], 180_000);
   let out: { results: Row[]; exitCode: number };
   try {
     out = JSON.parse(r.stdout) as { results: Row[]; exitCode: number };

@@ -81,6 +81,22 @@ export async function healthy(url: string): Promise<boolean> {
   }
 }
 
+/** `hqts ARGS` as a child process, without blocking the test's event loop; killed after timeoutMs. */
+export function cliAsync(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
+    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 export const cli = (...args: string[]): SpawnSyncReturns<string> => spawnSync(process.execPath, [CLI_MAIN, ...args], { encoding: "utf8", timeout: 45_000 });
 
 export interface Playground {

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { sameValue, type Batch } from "../../src/core/batch.js";
 import { HqError } from "../../src/core/errors.js";
 import { DEFAULT_LIMITS, type Limits } from "../../src/core/limits.js";
+import { mulberry32 } from "../../src/core/prng.js";
 
 export const LIMITS: Limits = { ...DEFAULT_LIMITS };
 export const NOW_NS = 1_700_000_000_000_000_000n;
@@ -98,17 +99,8 @@ export function outcome(parse: () => Batch): "batch" | string {
   }
 }
 
-/** Deterministic PRNG (mulberry32) so a fuzz failure reproduces. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (core/prng.ts) so a fuzz failure reproduces. */
+export const rng = mulberry32;
 
 const INTERESTING = bytes(`\n\r ,="\\{}[]:#-+.0123456789eEiutfNIa\u00e9`);
 

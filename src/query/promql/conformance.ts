@@ -12,7 +12,7 @@ import { matchesLabels } from "../../core/matchers.js";
 import type { Expr, ValueType } from "./ast.js";
 import { EXPERIMENTAL_AGGREGATIONS, formatExpr, formatFloat, FUNCTIONS, parsePromQL } from "./parse.js";
 import { parseTestScript, type EvalCommand, type ExpectType, type Expectation, type LoadCommand, type SeqValue } from "./testscript.js";
-import { compareLabels } from "./functions.js";
+import { almostEqual as goAlmostEqual, compareLabels } from "./functions.js";
 import { isStaleNaN, STALE_NAN, type Sample, type Scalar, type Series, type Str } from "./value.js";
 
 export interface LoadSample {
@@ -84,17 +84,11 @@ export interface CorpusResult {
 
 /** promqltest's defaultEpsilon: relative error allowed for sample values. */
 export const DEFAULT_EPSILON = 0.000001;
-const MIN_NORMAL = 2.2250738585072014e-308;
 
-/** Go's util/almost.Equal: NaN equals NaN, a stale marker only a stale marker, else relative error below epsilon. */
+/** Go's util/almost.Equal, and a stale marker equals only a stale marker. */
 export function almostEqual(a: number, b: number, epsilon = DEFAULT_EPSILON): boolean {
   if (isStaleNaN(a) || isStaleNaN(b)) return isStaleNaN(a) && isStaleNaN(b);
-  if (Number.isNaN(a) && Number.isNaN(b)) return true;
-  if (a === b) return true;
-  const absSum = Math.abs(a) + Math.abs(b);
-  const diff = Math.abs(a - b);
-  if (a === 0 || b === 0 || absSum < MIN_NORMAL) return diff < epsilon * MIN_NORMAL;
-  return diff / Math.min(absSum, Number.MAX_VALUE) < epsilon;
+  return goAlmostEqual(a, b, epsilon);
 }
 
 /** Prometheus's labels.Compare on label sets sorted by name (one definition, in functions.ts). */

@@ -30,7 +30,7 @@ import {
 } from "./functions.js";
 
 import { promPosition } from "./parse.js";
-import type { Matrix as ResultMatrix, Value as ResultValue } from "./value.js";
+import { isStaleWords, type Matrix as ResultMatrix, type Value as ResultValue } from "./value.js";
 
 export { QueryError } from "./functions.js";
 
@@ -57,15 +57,6 @@ const RANGE_POINTS_MAX = 11_000;
 /** A range query gives the event loop back this often (ms of evaluation). */
 const YIELD_EVERY_MS = 20;
 
-/**
- * Prometheus's stale marker is the signalling NaN 0x7ff0000000000002. V8 sets
- * the quiet bit when such a NaN passes through a float register (DataView
- * reads, array literals), giving 0x7ff8000000000002; ordinary NaNs never carry
- * the payload 2, so both spellings mean "stale".
- */
-const STALE_LO = 0x00000002;
-const STALE_HI = 0x7ff00000;
-const STALE_HI_QUIETED = 0x7ff80000;
 // The stale check reads the sample words through a Uint32Array view, so it assumes the low word comes first.
 assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "the stale-marker check needs a little-endian platform");
 
@@ -92,9 +83,9 @@ interface QueryState {
   samples: number;
 }
 
+/** The stale rule of value.ts (both spellings of the marker), on a sample's two 32-bit words. */
 function isStaleWord(words: Uint32Array, i: number): boolean {
-  const hi = words[2 * i + 1];
-  return words[2 * i] === STALE_LO && (hi === STALE_HI || hi === STALE_HI_QUIETED);
+  return isStaleWords(words[2 * i + 1]!, words[2 * i]!);
 }
 
 /** Index of the last timestamp <= tMs, or -1. */
@@ -107,6 +98,26 @@ function lastAtOrBefore(ts: Float64Array, tMs: number): number {
     else hi = mid;
   }
   return lo - 1;
+}
+
+/**
+ * Adds one step's samples to the series they belong to (a range query's result, a subquery's matrix). With
+ * `rejectDuplicates`, two samples of one step with one label set fail the query: the check checkUniqueLabelsets
+ * makes, folded into this pass.
+ */
+function appendStep(bySeries: Map<string, Series>, samples: Vector, tMs: number, rejectDuplicates: boolean): void {
+  for (const s of samples) {
+    const key = labelsKey(s.labels);
+    let series = bySeries.get(key);
+    if (series === undefined) {
+      series = { labels: s.labels, tMs: [], values: [] };
+      bySeries.set(key, series);
+    } else if (rejectDuplicates && series.tMs[series.tMs.length - 1] === tMs) {
+      throw new QueryError("vector cannot contain metrics with the same labelset");
+    }
+    series.tMs.push(tMs);
+    series.values.push(s.v);
+  }
 }
 
 function unwrapParens(e: Expr): Expr {
@@ -182,19 +193,7 @@ export class Evaluator {
       if (v.kind === "scalar") samples = [{ labels: [], v: v.v, tMs }];
       else if (v.kind === "vector") samples = v.samples;
       else throw new QueryError(`invalid expression type "${v.kind === "matrix" ? "range vector" : "string"}" for range query, must be Scalar or instant Vector`);
-      for (const s of samples) {
-        const key = labelsKey(s.labels);
-        let series = bySeries.get(key);
-        if (series === undefined) {
-          series = { labels: s.labels, tMs: [], values: [] };
-          bySeries.set(key, series);
-        } else if (series.tMs[series.tMs.length - 1] === tMs) {
-          // Two samples of one step with one label set: the check checkUniqueLabelsets makes, folded into this pass.
-          throw new QueryError("vector cannot contain metrics with the same labelset");
-        }
-        series.tMs.push(tMs);
-        series.values.push(s.v);
-      }
+      appendStep(bySeries, samples, tMs, true);
       pointsTotal += samples.length;
       this.checkSamples(q, pointsTotal);
     }
@@ -437,16 +436,7 @@ export class Evaluator {
       if (v.kind === "scalar") samples = [{ labels: [], v: v.v, tMs: innerMs }];
       else if (v.kind === "vector") samples = v.samples;
       else throw new QueryError("subquery is only allowed on instant vector or scalar expressions");
-      for (const s of samples) {
-        const key = labelsKey(s.labels);
-        let series = bySeries.get(key);
-        if (series === undefined) {
-          series = { labels: s.labels, tMs: [], values: [] };
-          bySeries.set(key, series);
-        }
-        series.tMs.push(innerMs);
-        series.values.push(s.v);
-      }
+      appendStep(bySeries, samples, innerMs, false);
       points += samples.length;
       this.checkSamples(q, points);
     }

@@ -484,7 +484,8 @@ function labelReplace(vec: Vector, dst: string, replacement: string, src: string
 
 const MIN_NORMAL = 2.2250738585072014e-308;
 
-function almostEqual(a: number, b: number, epsilon: number): boolean {
+/** Go's util/almost.Equal: NaN equals NaN, else relative error below epsilon (histogram_quantile and the conformance harness). */
+export function almostEqual(a: number, b: number, epsilon: number): boolean {
   if (Number.isNaN(a) && Number.isNaN(b)) return true;
   if (a === b) return true;
   const absSum = Math.abs(a) + Math.abs(b);

@@ -56,8 +56,21 @@ function makeStaleNaN(): number {
 /** Prometheus's stale marker, 0x7ff0000000000002. */
 export const STALE_NAN: number = makeStaleNaN();
 
+/**
+ * The quiet spelling of the marker, 0x7ff8000000000002: V8 sets the quiet bit when the signalling NaN passes
+ * through a float register, and storage keeps what it was given (docs/format/batch.md). Ordinary NaNs never carry
+ * the payload 2, so both spellings mean "stale".
+ */
+export const STALE_BITS_HI_QUIETED = 0x7ff80000;
+export { STALE_BITS_HI, STALE_BITS_LO };
+
+/** Whether the high and low 32-bit words of a float64 are a stale marker (either spelling). */
+export function isStaleWords(hi: number, lo: number): boolean {
+  return lo === STALE_BITS_LO && (hi === STALE_BITS_HI || hi === STALE_BITS_HI_QUIETED);
+}
+
 export function isStaleNaN(v: number): boolean {
   if (!Number.isNaN(v)) return false;
   view.setFloat64(0, v);
-  return view.getUint32(0) === STALE_BITS_HI && view.getUint32(4) === STALE_BITS_LO;
+  return isStaleWords(view.getUint32(0), view.getUint32(4));
 }
