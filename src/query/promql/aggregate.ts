@@ -18,6 +18,30 @@ export function groupingLabels(labels: Labels, grouping: readonly string[], with
   return labels.filter(([n]) => grouping.includes(n));
 }
 
+// A series keeps its label-set object for the whole query, so its group's labels (and through labelsKey's cache,
+// the group key) are computed once per aggregation and series, not once per step.
+const groupCache = new WeakMap<AggregateExpr, WeakMap<Labels, GroupId>>();
+
+interface GroupId {
+  labels: Labels;
+  key: string;
+}
+
+function groupOf(expr: AggregateExpr, labels: Labels): GroupId {
+  let byLabels = groupCache.get(expr);
+  if (byLabels === undefined) {
+    byLabels = new WeakMap();
+    groupCache.set(expr, byLabels);
+  }
+  let id = byLabels.get(labels);
+  if (id === undefined) {
+    const gl = groupingLabels(labels, expr.grouping, expr.without);
+    id = { labels: gl, key: labelsKey(gl) };
+    byLabels.set(labels, id);
+  }
+  return id;
+}
+
 interface Group {
   labels: Labels;
   count: number;
@@ -94,9 +118,13 @@ export function aggregate(expr: AggregateExpr, input: Vector, param: number | st
   const groups = new Map<string, Group>();
   const order: Group[] = [];
   for (const s of input) {
-    let gl = groupingLabels(s.labels, expr.grouping, expr.without);
-    if (op === "count_values") gl = setLabel(gl, param as string, formatFloatPlain(s.v));
-    const key = labelsKey(gl);
+    const id = groupOf(expr, s.labels);
+    let gl = id.labels;
+    let key = id.key;
+    if (op === "count_values") {
+      gl = setLabel(gl, param as string, formatFloatPlain(s.v));
+      key = labelsKey(gl);
+    }
     const f = s.v;
     let g = groups.get(key);
     if (g === undefined) {

@@ -18,9 +18,12 @@ import {
   QueryError,
   callFunction,
   compareLabels,
+  countResets,
+  deriveLabels,
   dropMetricName,
   formatLabels,
   labelsKey,
+  type DerivedLabels,
   type Matrix,
   type MatrixWindow,
   type Sample,
@@ -62,9 +65,19 @@ assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "the stale-marker c
 
 interface LoadedSeries {
   labels: Labels;
+  derived: DerivedLabels;
   tMs: Float64Array;
   values: Float64Array;
   stale: Uint8Array;
+  /** The samples without stale markers (a range vector's view): the arrays above when there are none. */
+  rangeTMs: Float64Array;
+  rangeValues: Float64Array;
+  /** Counter resets in rangeValues (Series.resetsUpTo), built on first use. */
+  rangeResets: Int32Array | null;
+  /** The last answers of the index searches: steps mostly move forward, so the next answer is usually a few samples on. */
+  instantHint: number;
+  rangeStartHint: number;
+  rangeEndHint: number;
 }
 
 /** The per-query state: fetched data, annotations, limits. */
@@ -79,6 +92,8 @@ interface QueryState {
   memo: Map<Expr, Map<number, Value>>;
   warnings: Set<string>;
   infos: Set<string>;
+  /** Per selector: whether its series stay distinct once the metric name is dropped (see evalCall). */
+  distinctWithoutName: Map<VectorSelector, boolean>;
   deadlineMs: number;
   samples: number;
 }
@@ -88,9 +103,9 @@ function isStaleWord(words: Uint32Array, i: number): boolean {
   return isStaleWords(words[2 * i + 1]!, words[2 * i]!);
 }
 
-/** Index of the last timestamp <= tMs, or -1. */
-function lastAtOrBefore(ts: Float64Array, tMs: number): number {
-  let lo = 0;
+/** Index of the last timestamp <= tMs, or -1 (searching from index `from`, all before it being <= tMs). */
+function lastAtOrBefore(ts: Float64Array, tMs: number, from = 0): number {
+  let lo = from;
   let hi = ts.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
@@ -100,12 +115,34 @@ function lastAtOrBefore(ts: Float64Array, tMs: number): number {
   return lo - 1;
 }
 
+/** How far past its hint seekLastAtOrBefore walks before it falls back to a binary search. */
+const SEEK_WALK_MAX = 8;
+
+/** lastAtOrBefore, starting from `hint` (an earlier answer) when the answer cannot be before it. */
+function seekLastAtOrBefore(ts: Float64Array, tMs: number, hint: number): number {
+  const n = ts.length;
+  if (hint < -1 || hint >= n || (hint >= 0 && ts[hint]! > tMs)) return lastAtOrBefore(ts, tMs);
+  let i = hint;
+  for (let k = 0; k < SEEK_WALK_MAX; k++) {
+    if (i + 1 >= n || ts[i + 1]! > tMs) return i;
+    i++;
+  }
+  return lastAtOrBefore(ts, tMs, i + 1);
+}
+
+/** A series being built step by step: a range query's result, a subquery's matrix. */
+interface SeriesBuilder {
+  labels: Labels;
+  tMs: number[];
+  values: number[];
+}
+
 /**
  * Adds one step's samples to the series they belong to (a range query's result, a subquery's matrix). With
  * `rejectDuplicates`, two samples of one step with one label set fail the query: the check checkUniqueLabelsets
  * makes, folded into this pass.
  */
-function appendStep(bySeries: Map<string, Series>, samples: Vector, tMs: number, rejectDuplicates: boolean): void {
+function appendStep(bySeries: Map<string, SeriesBuilder>, samples: Vector, tMs: number, rejectDuplicates: boolean): void {
   for (const s of samples) {
     const key = labelsKey(s.labels);
     let series = bySeries.get(key);
@@ -177,7 +214,7 @@ export class Evaluator {
     if (points > RANGE_POINTS_MAX)
       throw new TooLargeError("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX); points per series", RANGE_POINTS_MAX);
     const q = await this.prepare(expr, startMs, endMs, stepMs, queryText);
-    const bySeries = new Map<string, Series>();
+    const bySeries = new Map<string, SeriesBuilder>();
     let pointsTotal = 0;
     let yieldedAtMs = performance.now();
     for (let tMs = startMs; tMs <= endMs; tMs += stepMs) {
@@ -197,7 +234,7 @@ export class Evaluator {
       pointsTotal += samples.length;
       this.checkSamples(q, pointsTotal);
     }
-    const value = toResultMatrix([...bySeries.values()].sort((a, b) => compareLabels(a.labels, b.labels)));
+    const value = toResultMatrix(sortedSeries(bySeries));
     return { value, warnings: [...q.warnings], infos: [...q.infos] };
   }
 
@@ -215,6 +252,7 @@ export class Evaluator {
       memo: new Map(),
       warnings: new Set(),
       infos: new Set(),
+      distinctWithoutName: new Map(),
       deadlineMs: Date.now() + this.timeoutMs,
       samples: 0,
     };
@@ -275,9 +313,27 @@ export class Evaluator {
         assert(s.tMs.length === s.values.length, "a series has one value per timestamp");
         const words = new Uint32Array(s.values.buffer, s.values.byteOffset, s.values.length * 2);
         const stale = new Uint8Array(s.values.length);
-        for (let j = 0; j < s.values.length; j++) stale[j] = isStaleWord(words, j) ? 1 : 0;
+        let staleCount = 0;
+        for (let j = 0; j < s.values.length; j++) {
+          const isStale = isStaleWord(words, j);
+          stale[j] = isStale ? 1 : 0;
+          if (isStale) staleCount++;
+        }
+        let rangeTMs = s.tMs;
+        let rangeValues = s.values;
+        if (staleCount > 0) {
+          rangeTMs = new Float64Array(s.values.length - staleCount);
+          rangeValues = new Float64Array(s.values.length - staleCount);
+          let k = 0;
+          for (let j = 0; j < s.values.length; j++) {
+            if (stale[j] === 1) continue;
+            rangeTMs[k] = s.tMs[j]!;
+            rangeValues[k] = s.values[j]!;
+            k++;
+          }
+        }
         q.samples += s.values.length;
-        return { labels: s.labels, tMs: s.tMs, values: s.values, stale };
+        return { labels: s.labels, derived: deriveLabels(s.labels), tMs: s.tMs, values: s.values, stale, rangeTMs, rangeValues, rangeResets: null, instantHint: -1, rangeStartHint: -1, rangeEndHint: -1 };
       });
       // Storage order is label order in Prometheus; limitk and tie-breaking depend on it.
       series.sort((a, b) => compareLabels(a.labels, b.labels));
@@ -375,7 +431,8 @@ export class Evaluator {
     const refMs = this.atTime(q, sel.at, tMs) - sel.offsetMs;
     const out: Vector = [];
     for (const s of data) {
-      const i = lastAtOrBefore(s.tMs, refMs);
+      const i = seekLastAtOrBefore(s.tMs, refMs, s.instantHint);
+      s.instantHint = i;
       if (i < 0) continue;
       const sampleMs = s.tMs[i]!;
       // Lookback window (t - lookback, t]; a stale marker as newest sample ends the series.
@@ -398,17 +455,14 @@ export class Evaluator {
     const w = this.windowOf(q, m, tMs);
     const out: Matrix = [];
     for (const s of data) {
-      // Left-open window (start, end]; stale markers are not samples.
-      const first = lastAtOrBefore(s.tMs, w.rangeStartMs) + 1;
-      const last = lastAtOrBefore(s.tMs, w.rangeEndMs);
-      const ts: number[] = [];
-      const vs: number[] = [];
-      for (let i = first; i <= last; i++) {
-        if (s.stale[i] === 1) continue;
-        ts.push(s.tMs[i]!);
-        vs.push(s.values[i]!);
-      }
-      if (ts.length > 0) out.push({ labels: s.labels, tMs: ts, values: vs });
+      // Left-open window (start, end] over the samples without stale markers (they are not samples).
+      const beforeStart = seekLastAtOrBefore(s.rangeTMs, w.rangeStartMs, s.rangeStartHint);
+      const last = seekLastAtOrBefore(s.rangeTMs, w.rangeEndMs, Math.max(s.rangeEndHint, beforeStart));
+      s.rangeStartHint = beforeStart;
+      s.rangeEndHint = last;
+      if (last <= beforeStart) continue;
+      s.rangeResets ??= countResets(s.rangeValues);
+      out.push({ labels: s.labels, derived: s.derived, tMs: s.rangeTMs, values: s.rangeValues, lo: beforeStart + 1, hi: last + 1, resetsUpTo: s.rangeResets });
     }
     return out;
   }
@@ -423,7 +477,7 @@ export class Evaluator {
       memo = new Map();
       q.memo.set(sq.expr, memo);
     }
-    const bySeries = new Map<string, Series>();
+    const bySeries = new Map<string, SeriesBuilder>();
     let points = 0;
     for (; innerMs <= w.rangeEndMs; innerMs += stepMs) {
       this.checkDeadline(q);
@@ -440,17 +494,22 @@ export class Evaluator {
       points += samples.length;
       this.checkSamples(q, points);
     }
-    return [...bySeries.values()].sort((a, b) => compareLabels(a.labels, b.labels));
+    return sortedSeries(bySeries);
   }
 
   private evalCall(q: QueryState, call: Call, tMs: number): Value {
     const args = call.args.map((a) => this.evalAt(q, a, tMs));
     const matrixIndex = MATRIX_ARG.get(call.func);
     let window: MatrixWindow | null = null;
+    // A range function over a selector gives each selected series at most one output sample, labelled with the
+    // series' labels with or without the name: if those are distinct for the selector, so is every step's output,
+    // and the per-step duplicate check (a set of every output's key) can be left out.
+    let distinctOutput = false;
     if (matrixIndex !== undefined) {
       const arg = unwrapParens(call.args[matrixIndex]!);
       assert(arg.kind === "matrixSelector" || arg.kind === "subquery", `${call.func} takes a range vector (the parser checks types)`);
       window = this.windowOf(q, arg, tMs);
+      if (arg.kind === "matrixSelector" && call.func !== "absent_over_time") distinctOutput = this.distinctWithoutName(q, arg.vector);
     }
     const value = callFunction(call, args, window, {
       tMs,
@@ -461,8 +520,19 @@ export class Evaluator {
       warn: (m, pos) => this.annotate(q, "warning", m, pos),
       info: (m, pos) => this.annotate(q, "info", m, pos),
     });
-    if (value.kind === "vector") this.checkUniqueLabelsets(value.samples);
+    if (value.kind === "vector" && !distinctOutput) this.checkUniqueLabelsets(value.samples);
     return value;
+  }
+
+  private distinctWithoutName(q: QueryState, sel: VectorSelector): boolean {
+    let distinct = q.distinctWithoutName.get(sel);
+    if (distinct === undefined) {
+      const data = q.data.get(sel);
+      assert(data !== undefined, "every selector was fetched in prepare()");
+      distinct = new Set(data.map((s) => labelsKey(dropMetricName(s.labels)))).size === data.length;
+      q.distinctWithoutName.set(sel, distinct);
+    }
+    return distinct;
   }
 
   private evalAggregate(q: QueryState, e: AggregateExpr, tMs: number): Value {
@@ -507,8 +577,16 @@ export class Evaluator {
   }
 }
 
+function sortedSeries(bySeries: Map<string, SeriesBuilder>): Matrix {
+  return [...bySeries.values()].sort((a, b) => compareLabels(a.labels, b.labels)).map((s) => ({ ...s, derived: deriveLabels(s.labels), lo: 0, hi: s.tMs.length }));
+}
+
 function toResultMatrix(m: Matrix): ResultMatrix {
-  return m.map((s) => ({ labels: s.labels, points: s.tMs.map((tMs, i) => ({ tMs, value: s.values[i]! })) }));
+  return m.map((s) => {
+    const points = [];
+    for (let i = s.lo; i < s.hi; i++) points.push({ tMs: s.tMs[i]!, value: s.values[i]! });
+    return { labels: s.labels, points };
+  });
 }
 
 function isComparison(op: BinaryOp): boolean {

@@ -15,11 +15,36 @@ export interface Sample {
   tMs: number;
 }
 
-/** One series of a range vector (or of a range query's result): parallel arrays, timestamps ascending. */
+/**
+ * One series of a range vector (or of a range query's result): its samples are tMs[lo..hi) and values[lo..hi),
+ * timestamps ascending. A window names a slice of arrays the query already holds, so cutting a range vector for a
+ * step copies nothing.
+ */
 export interface Series {
   labels: Labels;
-  tMs: number[];
-  values: number[];
+  /** What the series' labels derive to, computed once per series, not once per step (a range query's hot path). */
+  derived: DerivedLabels;
+  tMs: ArrayLike<number>;
+  values: ArrayLike<number>;
+  lo: number;
+  /** Exclusive. */
+  hi: number;
+  /**
+   * Optional: resetsUpTo[i] counts the counter resets (a value below the one before it) at indices 1..i of these
+   * arrays, so rate() over a window without a reset, the common case, skips its correction loop.
+   */
+  resetsUpTo?: Int32Array;
+}
+
+/** The resetsUpTo index of a series' values (see Series). */
+export function countResets(values: ArrayLike<number>): Int32Array {
+  const out = new Int32Array(values.length);
+  let n = 0;
+  for (let i = 1; i < values.length; i++) {
+    if (values[i]! < values[i - 1]!) n++;
+    out[i] = n;
+  }
+  return out;
 }
 
 export type Vector = Sample[];
@@ -77,6 +102,17 @@ export function setLabel(labels: Labels, name: string, value: string): Labels {
   return out;
 }
 
+export interface DerivedLabels {
+  /** The labels without the metric name. */
+  nameless: Labels;
+  /** Whether the metric name is empty or ends like a counter's (rate() and increase() note when it does not). */
+  counterNamed: boolean;
+}
+
+export function deriveLabels(labels: Labels): DerivedLabels {
+  return { nameless: dropMetricName(labels), counterNamed: looksLikeCounter(labels) };
+}
+
 /** An unambiguous map key for a label set. */
 export function labelsKey(labels: Labels): string {
   let k = keys.get(labels);
@@ -94,6 +130,13 @@ const PLAIN_LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 export function formatLabels(labels: Labels): string {
   const q = (s: string): string => JSON.stringify(s);
   return `{${labels.map(([n, v]) => `${PLAIN_LABEL_NAME.test(n) ? n : q(n)}=${q(v)}`).join(", ")}}`;
+}
+
+const COUNTER_SUFFIXES = ["_total", "_sum", "_count", "_bucket"];
+
+function looksLikeCounter(labels: Labels): boolean {
+  const metric = labelValue(labels, METRIC_NAME);
+  return metric === "" || COUNTER_SUFFIXES.some((suf) => metric.endsWith(suf));
 }
 
 // ---------------------------------------------------------------------------
@@ -594,7 +637,6 @@ function histogramQuantile(call: Call, q: number, vec: Vector, env: FnEnv): Valu
 // ---------------------------------------------------------------------------
 // Range-vector functions.
 
-const COUNTER_SUFFIXES = ["_total", "_sum", "_count", "_bucket"];
 
 function rangeFunction(call: Call, args: Value[], window: MatrixWindow, env: FnEnv): Value {
   const name = call.func;
@@ -602,13 +644,10 @@ function rangeFunction(call: Call, args: Value[], window: MatrixWindow, env: FnE
   const matrix = matrixArg(args[matrixIndex]);
   const out: Vector = [];
   const keepName = KEEPS_NAME.has(name);
-  const push = (s: Series, v: number): void => {
-    out.push({ labels: keepName ? s.labels : dropMetricName(s.labels), v, tMs: env.tMs });
-  };
 
   switch (name) {
     case "absent_over_time": {
-      if (matrix.some((s) => s.values.length > 0)) return { kind: "vector", samples: [] };
+      if (matrix.some((s) => s.hi > s.lo)) return { kind: "vector", samples: [] };
       return { kind: "vector", samples: [{ labels: absentLabels(unwrapParens(call.args[0]!)), v: 1, tMs: env.tMs }] };
     }
     case "double_exponential_smoothing":
@@ -619,17 +658,18 @@ function rangeFunction(call: Call, args: Value[], window: MatrixWindow, env: FnE
       if (!(tf > 0 && tf < 1)) throw new QueryError(`invalid trend factor. Expected: 0 < tf < 1, got: ${tf}`);
       for (const s of matrix) {
         const v = s.values;
-        if (v.length < 2) continue;
+        const lo = s.lo;
+        if (s.hi - lo < 2) continue;
         let s0 = 0;
-        let s1 = v[0]!;
-        let b = v[1]! - v[0]!;
-        for (let i = 1; i < v.length; i++) {
+        let s1 = v[lo]!;
+        let b = v[lo + 1]! - v[lo]!;
+        for (let i = lo + 1; i < s.hi; i++) {
           const x = sf * v[i]!;
-          if (i - 1 !== 0) b = tf * (s1 - s0) + (1 - tf) * b;
+          if (i - 1 !== lo) b = tf * (s1 - s0) + (1 - tf) * b;
           s0 = s1;
           s1 = x + (1 - sf) * (s1 + b);
         }
-        push(s, s1);
+        out.push({ labels: s.derived.nameless, v: s1, tMs: env.tMs });
       }
       return { kind: "vector", samples: out };
     }
@@ -640,149 +680,157 @@ function rangeFunction(call: Call, args: Value[], window: MatrixWindow, env: FnE
   const param = matrixIndex === 1 ? scalarArg(args[0]) : name === "predict_linear" ? scalarArg(args[1]) : 0;
   if (name === "quantile_over_time" && (Number.isNaN(param) || param < 0 || param > 1))
     env.warn(`quantile value should be between 0 and 1, got ${formatG(param)}`, call.args[0]!.pos);
-
+  const kernel = WINDOW_KERNELS.get(name);
+  if (kernel === undefined) throw new QueryError(`unknown or unsupported function "${name}"`);
+  if ((name === "rate" || name === "increase") && matrix.some((s) => s.hi > s.lo && !s.derived.counterNamed)) {
+    for (const s of matrix)
+      if (s.hi > s.lo && !s.derived.counterNamed)
+        env.info(`metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "${labelValue(s.labels, METRIC_NAME)}"`, call.args[0]!.pos);
+  }
+  const k: KernelEnv = { window, param, tMs: env.tMs };
   for (const s of matrix) {
-    const vs = s.values;
-    const ts = s.tMs;
-    if (vs.length === 0) continue;
-    switch (name) {
-      case "rate":
-      case "increase":
-      case "delta": {
-        const isCounter = name !== "delta";
-        if (isCounter) {
-          const metric = labelValue(s.labels, METRIC_NAME);
-          if (metric !== "" && !COUNTER_SUFFIXES.some((suf) => metric.endsWith(suf)))
-            env.info(`metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "${metric}"`, call.args[0]!.pos);
-        }
-        const v = extrapolatedRate(ts, vs, window, isCounter, name === "rate");
-        if (v !== null) push(s, v);
-        break;
-      }
-      case "irate":
-      case "idelta": {
-        if (vs.length < 2) break;
-        const last = vs[vs.length - 1]!;
-        const prev = vs[vs.length - 2]!;
-        const intervalMs = ts[ts.length - 1]! - ts[ts.length - 2]!;
-        if (intervalMs === 0) break;
-        let v = name === "irate" && last < prev ? last : last - prev;
-        if (name === "irate") v /= intervalMs / 1000;
-        push(s, v);
-        break;
-      }
-      case "deriv":
-        if (vs.length >= 2) push(s, linearRegression(ts, vs, ts[0]!)[0]);
-        break;
-      case "predict_linear":
-        if (vs.length >= 2) {
-          const [slope, intercept] = linearRegression(ts, vs, env.tMs);
-          push(s, slope * param + intercept);
-        }
-        break;
-      case "changes":
-      case "resets": {
-        let n = 0;
-        let prev = vs[0]!;
-        for (let i = 1; i < vs.length; i++) {
-          const cur = vs[i]!;
-          if (name === "changes" ? cur !== prev && !(Number.isNaN(cur) && Number.isNaN(prev)) : cur < prev) n++;
-          prev = cur;
-        }
-        push(s, n);
-        break;
-      }
-      case "present_over_time":
-        push(s, 1);
-        break;
-      case "count_over_time":
-        push(s, vs.length);
-        break;
-      case "last_over_time":
-        push(s, vs[vs.length - 1]!);
-        break;
-      case "first_over_time":
-        push(s, vs[0]!);
-        break;
-      case "ts_of_last_over_time":
-        push(s, ts[ts.length - 1]! / 1000);
-        break;
-      case "ts_of_first_over_time":
-        push(s, ts[0]! / 1000);
-        break;
-      case "sum_over_time": {
-        let sum = 0;
-        let c = 0;
-        for (const v of vs) [sum, c] = kahanSumInc(v, sum, c);
-        push(s, sum + c);
-        break;
-      }
-      case "avg_over_time":
-        push(s, avgOverTime(vs));
-        break;
-      case "min_over_time":
-      case "max_over_time":
-      case "ts_of_min_over_time":
-      case "ts_of_max_over_time": {
-        const isMax = name.includes("max");
-        let best = vs[0]!;
-        let bestT = ts[0]!;
-        for (let i = 0; i < vs.length; i++) {
-          const v = vs[i]!;
-          if ((isMax ? v > best : v < best) || Number.isNaN(best) || (v === best && name.startsWith("ts_of_"))) {
-            best = v;
-            bestT = ts[i]!;
-          }
-        }
-        push(s, name.startsWith("ts_of_") ? bestT / 1000 : best);
-        break;
-      }
-      case "quantile_over_time":
-        push(s, quantile(param, vs));
-        break;
-      case "stddev_over_time":
-      case "stdvar_over_time": {
-        let count = 0;
-        let mean = 0;
-        let cMean = 0;
-        let aux = 0;
-        let cAux = 0;
-        for (const v of vs) {
-          count++;
-          const delta = v - (mean + cMean);
-          [mean, cMean] = kahanSumInc(delta / count, mean, cMean);
-          [aux, cAux] = kahanSumInc(delta * (v - (mean + cMean)), aux, cAux);
-        }
-        const variance = (aux + cAux) / count;
-        push(s, name === "stddev_over_time" ? Math.sqrt(variance) : variance);
-        break;
-      }
-      case "mad_over_time": {
-        if (vs.some(Number.isNaN)) {
-          push(s, NaN);
-          break;
-        }
-        const median = quantile(0.5, vs);
-        push(s, quantile(0.5, vs.map((v) => Math.abs(v - median))));
-        break;
-      }
-      default:
-        throw new QueryError(`unknown or unsupported function "${name}"`);
-    }
+    if (s.hi === s.lo) continue;
+    const v = kernel(s, k);
+    if (v !== null) out.push({ labels: keepName ? s.labels : s.derived.nameless, v, tMs: env.tMs });
   }
   return { kind: "vector", samples: out };
 }
 
+interface KernelEnv {
+  window: MatrixWindow;
+  /** The function's scalar parameter (quantile_over_time's q, predict_linear's t), 0 when it has none. */
+  param: number;
+  tMs: number;
+}
+
+/**
+ * One range function on one series' window (never empty): its value, or null for no output sample. Small
+ * functions, one per PromQL function, because the loop over every series at every step is a range query's hot
+ * path and V8 optimises a small monomorphic function far better than one large switch.
+ */
+type WindowKernel = (s: Series, k: KernelEnv) => number | null;
+
+function irate(s: Series, isRate: boolean): number | null {
+  const hi = s.hi;
+  if (hi - s.lo < 2) return null;
+  const last = s.values[hi - 1]!;
+  const prev = s.values[hi - 2]!;
+  const intervalMs = s.tMs[hi - 1]! - s.tMs[hi - 2]!;
+  if (intervalMs === 0) return null;
+  if (!isRate) return last - prev;
+  return (last < prev ? last : last - prev) / (intervalMs / 1000);
+}
+
+function countChanges(s: Series, resets: boolean): number {
+  const vs = s.values;
+  let count = 0;
+  let prev = vs[s.lo]!;
+  for (let i = s.lo + 1; i < s.hi; i++) {
+    const cur = vs[i]!;
+    if (resets ? cur < prev : cur !== prev && !(Number.isNaN(cur) && Number.isNaN(prev))) count++;
+    prev = cur;
+  }
+  return count;
+}
+
+function extremeOverTime(s: Series, isMax: boolean, isTs: boolean): number {
+  const vs = s.values;
+  const ts = s.tMs;
+  let best = vs[s.lo]!;
+  let bestT = ts[s.lo]!;
+  for (let i = s.lo; i < s.hi; i++) {
+    const v = vs[i]!;
+    if ((isMax ? v > best : v < best) || Number.isNaN(best) || (v === best && isTs)) {
+      best = v;
+      bestT = ts[i]!;
+    }
+  }
+  return isTs ? bestT / 1000 : best;
+}
+
+function sumOverTime(s: Series): number {
+  let sum = 0;
+  let c = 0;
+  for (let i = s.lo; i < s.hi; i++) [sum, c] = kahanSumInc(s.values[i]!, sum, c);
+  return sum + c;
+}
+
+function varianceOverTime(s: Series): number {
+  let count = 0;
+  let mean = 0;
+  let cMean = 0;
+  let aux = 0;
+  let cAux = 0;
+  for (let i = s.lo; i < s.hi; i++) {
+    const v = s.values[i]!;
+    count++;
+    const delta = v - (mean + cMean);
+    [mean, cMean] = kahanSumInc(delta / count, mean, cMean);
+    [aux, cAux] = kahanSumInc(delta * (v - (mean + cMean)), aux, cAux);
+  }
+  return (aux + cAux) / count;
+}
+
+function madOverTime(s: Series): number {
+  const values = windowValues(s);
+  if (values.some(Number.isNaN)) return NaN;
+  const median = quantile(0.5, values);
+  return quantile(0.5, values.map((v) => Math.abs(v - median)));
+}
+
+const WINDOW_KERNELS: ReadonlyMap<string, WindowKernel> = new Map<string, WindowKernel>([
+  ["rate", (s, k) => extrapolatedRate(s, k.window, true, true)],
+  ["increase", (s, k) => extrapolatedRate(s, k.window, true, false)],
+  ["delta", (s, k) => extrapolatedRate(s, k.window, false, false)],
+  ["irate", (s) => irate(s, true)],
+  ["idelta", (s) => irate(s, false)],
+  ["deriv", (s) => (s.hi - s.lo >= 2 ? linearRegression(s, s.tMs[s.lo]!)[0] : null)],
+  [
+    "predict_linear",
+    (s, k) => {
+      if (s.hi - s.lo < 2) return null;
+      const [slope, intercept] = linearRegression(s, k.tMs);
+      return slope * k.param + intercept;
+    },
+  ],
+  ["changes", (s) => countChanges(s, false)],
+  ["resets", (s) => countChanges(s, true)],
+  ["present_over_time", () => 1],
+  ["count_over_time", (s) => s.hi - s.lo],
+  ["last_over_time", (s) => s.values[s.hi - 1]!],
+  ["first_over_time", (s) => s.values[s.lo]!],
+  ["ts_of_last_over_time", (s) => s.tMs[s.hi - 1]! / 1000],
+  ["ts_of_first_over_time", (s) => s.tMs[s.lo]! / 1000],
+  ["sum_over_time", sumOverTime],
+  ["avg_over_time", avgOverTime],
+  ["min_over_time", (s) => extremeOverTime(s, false, false)],
+  ["max_over_time", (s) => extremeOverTime(s, true, false)],
+  ["ts_of_min_over_time", (s) => extremeOverTime(s, false, true)],
+  ["ts_of_max_over_time", (s) => extremeOverTime(s, true, true)],
+  ["quantile_over_time", (s, k) => quantile(k.param, windowValues(s))],
+  ["stddev_over_time", (s) => Math.sqrt(varianceOverTime(s))],
+  ["stdvar_over_time", varianceOverTime],
+  ["mad_over_time", madOverTime],
+]);
+
+/** A copy of a window's values, for the functions that sort them. */
+function windowValues(s: Series): number[] {
+  const out: number[] = [];
+  for (let i = s.lo; i < s.hi; i++) out.push(s.values[i]!);
+  return out;
+}
+
 /** avg_over_time as Prometheus 3: direct Kahan mean, switching to an incremental mean only if the sum would overflow. */
-function avgOverTime(vs: number[]): number {
-  let sum = vs[0]!;
+function avgOverTime(s: Series): number {
+  const vs = s.values;
+  let sum = vs[s.lo]!;
   let count = 1;
   let mean = 0;
   let kahanC = 0;
   let incremental = false;
-  for (let i = 1; i < vs.length; i++) {
+  for (let i = s.lo + 1; i < s.hi; i++) {
     const f = vs[i]!;
-    count = i + 1;
+    count = i - s.lo + 1;
     if (!incremental) {
       const [newSum, newC] = kahanSumInc(f, sum, kahanC);
       if (Number.isFinite(newSum) || Number.isNaN(newSum)) {
@@ -801,16 +849,21 @@ function avgOverTime(vs: number[]): number {
   return sum / count + kahanC / count;
 }
 
-/** Prometheus's extrapolatedRate; null when the window has fewer than two samples. */
-export function extrapolatedRate(ts: number[], vs: number[], window: MatrixWindow, isCounter: boolean, isRate: boolean): number | null {
-  if (vs.length < 2) return null;
-  const n1 = vs.length - 1;
-  const firstT = ts[0]!;
-  const lastT = ts[n1]!;
-  let result = vs[n1]! - vs[0]!;
-  if (isCounter) {
-    let prev = vs[0]!;
-    for (let i = 1; i < vs.length; i++) {
+/** Prometheus's extrapolatedRate over a series' window; null when the window has fewer than two samples. */
+export function extrapolatedRate(s: Series, window: MatrixWindow, isCounter: boolean, isRate: boolean): number | null {
+  const vs = s.values;
+  const ts = s.tMs;
+  const lo = s.lo;
+  const n1 = s.hi - lo - 1;
+  if (n1 < 1) return null;
+  const first = vs[lo]!;
+  const firstT = ts[lo]!;
+  const lastT = ts[lo + n1]!;
+  let result = vs[lo + n1]! - first;
+  const resets = s.resetsUpTo;
+  if (isCounter && (resets === undefined || resets[lo + n1]! !== resets[lo]!)) {
+    let prev = first;
+    for (let i = lo + 1; i < s.hi; i++) {
       const cur = vs[i]!;
       if (cur < prev) result += prev;
       prev = cur;
@@ -823,9 +876,9 @@ export function extrapolatedRate(ts: number[], vs: number[], window: MatrixWindo
   const threshold = averageBetween * 1.1;
   let extrapolateTo = sampledInterval;
   if (durationToStart >= threshold) durationToStart = averageBetween / 2;
-  if (isCounter && result > 0 && vs[0]! >= 0) {
+  if (isCounter && result > 0 && first >= 0) {
     // A counter cannot go below zero: do not extrapolate past the point where it would.
-    const durationToZero = sampledInterval * (vs[0]! / result);
+    const durationToZero = sampledInterval * (first / result);
     if (durationToZero < durationToStart) durationToStart = durationToZero;
   }
   extrapolateTo += durationToStart;
@@ -836,8 +889,10 @@ export function extrapolatedRate(ts: number[], vs: number[], window: MatrixWindo
   return result * factor;
 }
 
-/** Prometheus's linearRegression (Kahan sums, x relative to interceptTMs); [slope, intercept]. */
-export function linearRegression(ts: number[], vs: number[], interceptTMs: number): [number, number] {
+/** Prometheus's linearRegression over a series' window (Kahan sums, x relative to interceptTMs); [slope, intercept]. */
+export function linearRegression(s: Series, interceptTMs: number): [number, number] {
+  const vs = s.values;
+  const ts = s.tMs;
   let n = 0;
   let sumX = 0;
   let cX = 0;
@@ -847,11 +902,11 @@ export function linearRegression(ts: number[], vs: number[], interceptTMs: numbe
   let cXY = 0;
   let sumX2 = 0;
   let cX2 = 0;
-  const initY = vs[0]!;
+  const initY = vs[s.lo]!;
   let constY = true;
-  for (let i = 0; i < vs.length; i++) {
+  for (let i = s.lo; i < s.hi; i++) {
     const y = vs[i]!;
-    if (constY && i > 0 && y !== initY) constY = false;
+    if (constY && i > s.lo && y !== initY) constY = false;
     n += 1;
     const x = (ts[i]! - interceptTMs) / 1e3;
     [sumX, cX] = kahanSumInc(x, sumX, cX);
