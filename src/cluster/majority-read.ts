@@ -15,7 +15,9 @@ import { UnavailableError } from "../core/errors.js";
 import type { Labels } from "../core/labels.js";
 import { seriesKey } from "../core/labels.js";
 import type { Engine } from "../storage/engine.js";
+import type { MetadataEntry } from "../core/metadata.js";
 import type { MatcherSets, SelectedSeries, SelectOptions } from "../storage/engine-api.js";
+import { mergeMetadata } from "../storage/metadata.js";
 import type { BatchMeta, PeerReader } from "./peer-read.js";
 import { majorityOf } from "./protocol/recovery.js";
 import { mergeSelections, unionSorted, type MissingPoints } from "./read-merge.js";
@@ -111,14 +113,26 @@ export class MajorityReader {
   }
 
   /**
-   * Answers from enough peers to make a majority with this replica. Peers are asked one by one (rotating, so the
-   * load spreads), the next one as soon as one fails or every one asked is slower than hedgeMs.
+   * Metric metadata is not replicated (each replica keeps what the writes it received carried), so every peer is
+   * asked, not a majority; the answer is complete when a majority answered, as for any read.
    */
-  private gather<T>(ask: (url: string) => Promise<T>, allowPartial: boolean): Promise<{ answers: [string, T][]; partial: boolean }> {
+  async metadata(metric: string | null, limit: number, limitPerMetric: number, allowPartial: boolean): Promise<ReadOutcome<Record<string, MetadataEntry[]>>> {
+    const local = this.deps.engine.metadata(metric, -1, -1);
+    const g = await this.gather((url) => this.deps.reader.metadata(url, metric), allowPartial, true);
+    return { value: mergeMetadata([local, ...g.answers.map(([, a]) => a)], limit, limitPerMetric), partial: g.partial, replicasRead: g.answers.length + 1 };
+  }
+
+  /**
+   * Answers from enough peers to make a majority with this replica (with `askAll`, from every peer that answers).
+   * Peers are asked one by one (rotating, so the load spreads), the next one as soon as one fails or every one
+   * asked is slower than hedgeMs.
+   */
+  private gather<T>(ask: (url: string) => Promise<T>, allowPartial: boolean, askAll = false): Promise<{ answers: [string, T][]; partial: boolean }> {
     this.counters.reads++;
     const needed = majorityOf(this.deps.replicationFactor()) - (this.deps.selfCounts() ? 1 : 0);
-    if (needed <= 0) return Promise.resolve({ answers: [], partial: false });
     const all = this.deps.peers();
+    if (needed <= 0 && (!askAll || all.length === 0)) return Promise.resolve({ answers: [], partial: false });
+    const wanted = askAll ? all.length : needed;
     const start = all.length === 0 ? 0 : this.rotation++ % all.length;
     const peers = [...all.slice(start), ...all.slice(0, start)];
     return new Promise((resolve, reject) => {
@@ -128,6 +142,8 @@ export class MajorityReader {
       let inFlight = 0;
       let done = false;
       const hedge = setInterval(() => {
+        // Asking every peer: a slow one is not waited for past a hedge interval once a majority has answered.
+        if (askAll && !done && answers.length >= needed) return finish();
         if (done || next >= peers.length) return;
         this.counters.hedged++;
         launch();
@@ -152,7 +168,7 @@ export class MajorityReader {
         );
       };
       const check = (): void => {
-        if (answers.length >= needed || (inFlight === 0 && next >= peers.length)) finish();
+        if (answers.length >= wanted || (inFlight === 0 && next >= peers.length)) finish();
       };
       const launch = (): void => {
         if (next >= peers.length) return;
@@ -175,7 +191,7 @@ export class MajorityReader {
           },
         );
       };
-      for (let i = 0; i < needed; i++) launch();
+      for (let i = 0; i < wanted; i++) launch();
       check();
     });
   }

@@ -15,6 +15,7 @@ import { BadInputError, CorruptionError, HqError, UnavailableError } from "../co
 import { crc32c, fromHex, toHex } from "../core/hash.js";
 import { seriesKey, type Labels } from "../core/labels.js";
 import { makeMatcher, type MatchOp, type Matcher } from "../core/matchers.js";
+import { METRIC_TYPES, type MetadataEntry } from "../core/metadata.js";
 import { readBody } from "../net/body.js";
 import type { Engine } from "../storage/engine.js";
 import type { MatcherSets, SelectedSeries, SelectOptions } from "../storage/engine-api.js";
@@ -51,6 +52,7 @@ export type PeerReadRequest =
     }
   | { op: "series"; sets: WireSets; startNs: string; endNs: string; seriesMax: number }
   | { op: "labelNames"; sets: WireSets; startNs: string; endNs: string }
+  | { op: "metadata"; metric: string | null; startNs: string; endNs: string }
   | { op: "labelValues"; name: string; sets: WireSets; startNs: string; endNs: string }
   | { op: "digestWindows"; startNs: string; endNs: string; windowNs: string }
   | { op: "digestSeries"; startNs: string; endNs: string };
@@ -288,6 +290,9 @@ export function peerReadRoute(engine: () => Engine): InboundRoute {
         }
         case "digestSeries":
           return sendJsonAnswer(res, e.digestSeries(startNs, endNs));
+        case "metadata":
+          if (q.metric !== null && typeof q.metric !== "string") throw new BadInputError("expected a metric name or null", { field: "metric" });
+          return sendJsonAnswer(res, e.metadata(q.metric, -1, -1));
         default:
           throw new BadInputError(`peer read: unknown op "${String(q.op).slice(0, 40)}"`, { field: "op" });
       }
@@ -354,6 +359,20 @@ export class PeerReader {
 
   async labelValues(peerUrl: string, name: string, sets: MatcherSets | null, startNs: bigint, endNs: bigint): Promise<string[]> {
     return stringList(peerUrl, await this.askJson(peerUrl, { op: "labelValues", name, sets: setsToWire(sets), startNs: startNs.toString(), endNs: endNs.toString() }));
+  }
+
+  /** The peer's own metric metadata (not replicated: see MajorityReader.metadata), every entry. */
+  async metadata(peerUrl: string, metric: string | null): Promise<Record<string, MetadataEntry[]>> {
+    const v = await this.askJson(peerUrl, { op: "metadata", metric, startNs: "0", endNs: "0" });
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new HqError("internal", `peer ${peerUrl}: metadata answer is not an object`);
+    for (const [name, entries] of Object.entries(v as Record<string, unknown>)) {
+      const ok = Array.isArray(entries) && entries.every((x: unknown) => {
+        const e = x as Record<string, unknown>;
+        return typeof e === "object" && e !== null && typeof e.help === "string" && typeof e.unit === "string" && (METRIC_TYPES as readonly unknown[]).includes(e.type);
+      });
+      if (!ok) throw new HqError("internal", `peer ${peerUrl}: metadata answer for ${JSON.stringify(name.slice(0, 64))} is malformed`);
+    }
+    return v as Record<string, MetadataEntry[]>;
   }
 
   async digestWindows(peerUrl: string, startNs: bigint, endNs: bigint, windowNs: bigint, meter?: ReadMeter): Promise<WindowDigestWire[]> {

@@ -22,6 +22,7 @@ import { toHex, sha256 } from "../core/hash.js";
 import { canonicalLabels, METRIC_NAME, seriesKey, type Labels } from "../core/labels.js";
 import type { Limits } from "../core/limits.js";
 import { INT64_MAX, INT64_MIN } from "../core/time.js";
+import { METRIC_TYPES, type MetricMetadata } from "../core/metadata.js";
 
 /**
  * The schema this decoder implements, in protobufjs JSON form (Root.fromJSON),
@@ -52,7 +53,9 @@ export const REMOTE_WRITE_SCHEMA = {
         Sample: { fields: { value: { type: "double", id: 1 }, timestamp: { type: "int64", id: 2 } } },
         Exemplar: { fields: {} },
         Histogram: { fields: {} },
-        MetricMetadata: { fields: {} },
+        MetricMetadata: {
+          fields: { type: { type: "int32", id: 1 }, metric_family_name: { type: "bytes", id: 2 }, help: { type: "bytes", id: 4 }, unit: { type: "bytes", id: 5 } },
+        },
       },
     },
   },
@@ -159,7 +162,10 @@ export interface RemoteWriteRequest {
   samplesOffered: number;
   timeseries: number;
   exemplarsIgnored: number;
-  metadataIgnored: number;
+  /** Metric metadata the request carried (type, help, unit per family), for the metadata store. */
+  metadata: MetricMetadata[];
+  /** Metadata entries left out: no name, a name over the label value limit, or text that is not UTF-8 (advisory data never costs a request). */
+  metadataDropped: number;
   /** Same series and timestamp twice with different values: the first in the request is kept, the others are not in the batch. */
   inRequestConflicts: number;
   inRequestConflictsListed: ConflictingPoint[];
@@ -198,7 +204,8 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     samplesOffered: 0,
     timeseries: 0,
     exemplarsIgnored: 0,
-    metadataIgnored: 0,
+    metadata: [],
+    metadataDropped: 0,
     inRequestConflicts: 0,
     inRequestConflictsListed: [],
   };
@@ -240,9 +247,11 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
       expectWire(where, wire, WIRE_LEN);
       readTimeSeries(i, embeddedEnd(where, r.len));
     } else if (field === 3) {
-      expectWire("metadata", wire, WIRE_LEN);
-      result.metadataIgnored++;
-      guarded("metadata", () => r.skipType(wire));
+      const where = `metadata[${result.metadata.length + result.metadataDropped}]`;
+      expectWire(where, wire, WIRE_LEN);
+      if (result.metadata.length + result.metadataDropped >= opts.limits.seriesPerBatchMax)
+        throw new TooLargeError("number of metadata entries in one request", opts.limits.seriesPerBatchMax, { field: where });
+      readMetadata(where, embeddedEnd(where, r.len));
     } else {
       // Unknown fields are skipped, as every protobuf decoder does: newer senders may add some.
       guarded(`WriteRequest field ${field}`, () => r.skipType(wire));
@@ -300,6 +309,36 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
       p.ts.push(t);
       p.vs.push(vs[j]!);
     }
+  }
+
+  function readMetadata(where: string, end: number): void {
+    let type = 0;
+    const text: (Uint8Array | null)[] = [null, null, null];
+    while (r.pos < end) {
+      const { field, wire } = readTag(where);
+      if (field === 1) {
+        expectWire(`${where}.type`, wire, WIRE_VARINT);
+        type = guarded(where, () => r.int32());
+      } else if (field === 2 || field === 4 || field === 5) {
+        expectWire(`${where} field ${field}`, wire, WIRE_LEN);
+        const bytes = guarded(where, () => r.bytes());
+        text[field === 2 ? 0 : field === 4 ? 1 : 2] = bytes;
+      } else guarded(where, () => r.skipType(wire));
+    }
+    if (r.pos !== end) throw new BadInputError(`corrupt protobuf: a field of ${where} runs past the entry's end`, { field: where, offset: end });
+    let decoded: string[];
+    try {
+      decoded = text.map((b) => (b === null ? "" : strictUtf8.decode(b)));
+    } catch {
+      result.metadataDropped++;
+      return;
+    }
+    const [metric, help, unit] = decoded as [string, string, string];
+    if (metric === "" || utf8.encode(metric).length > opts.limits.labelValueBytesMax || utf8.encode(unit).length > opts.limits.labelValueBytesMax) {
+      result.metadataDropped++;
+      return;
+    }
+    result.metadata.push({ metric, type: METRIC_TYPES[type] ?? "unknown", help, unit });
   }
 
   function readLabel(where: string, end: number): [string, string] {

@@ -9,6 +9,7 @@ import type { GapRule } from "../gaps/rules.js";
 import type { HaRule } from "../ingest/ha-dedup.js";
 import type { Receipt } from "../core/receipt.js";
 import type { Labels } from "../core/labels.js";
+import type { MetadataEntry } from "../core/metadata.js";
 import type { MatcherSets, SelectedSeries, SelectOptions, StorageEngine } from "../storage/engine-api.js";
 import type { ServerMetrics } from "./metrics.js";
 
@@ -59,6 +60,8 @@ export interface Reader {
   seriesLabels(sets: MatcherSets, startNs: bigint, endNs: bigint, seriesMax: number, allowPartial: boolean): Promise<ReadOutcome<Labels[]>>;
   labelNames(sets: MatcherSets | null, startNs: bigint, endNs: bigint, allowPartial: boolean): Promise<ReadOutcome<string[]>>;
   labelValues(name: string, sets: MatcherSets | null, startNs: bigint, endNs: bigint, allowPartial: boolean): Promise<ReadOutcome<string[]>>;
+  /** GET /api/v1/metadata's data (limits negative: none). */
+  metadata(metric: string | null, limit: number, limitPerMetric: number, allowPartial: boolean): Promise<ReadOutcome<Record<string, MetadataEntry[]>>>;
 }
 
 /** A standalone node's reads: its engine is complete by definition. */
@@ -69,5 +72,6 @@ export function localReader(engine: StorageEngine): Reader {
     seriesLabels: (sets, startNs, endNs, seriesMax) => one(engine.seriesLabels(sets, startNs, endNs, seriesMax)),
     labelNames: (sets, startNs, endNs) => one(engine.labelNames(sets, startNs, endNs)),
     labelValues: (name, sets, startNs, endNs) => one(engine.labelValues(name, sets, startNs, endNs)),
+    metadata: (metric, limit, limitPerMetric) => one(engine.metadata(metric, limit, limitPerMetric)),
   };
 }

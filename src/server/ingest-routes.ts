@@ -177,6 +177,11 @@ export async function handleRemoteWrite(ctx: RouteContext, req: IncomingMessage,
     const body = await readBody(req, ctx.limits.bodyBytesMax);
     const decoded = decodeRemoteWrite(body, { limits: ctx.limits });
     const headers: Record<string, string> = { "X-HQ-Exemplars-Ignored": String(decoded.exemplarsIgnored) };
+    // Metadata is advisory and this replica's own (a metadata read asks the peers too): kept before the samples are
+    // written, so a write that fails for its samples still leaves it, as senders resend it every minute anyway.
+    if (decoded.metadata.length > 0) engine.putMetadata(decoded.metadata);
+    headers["X-HQ-Metadata-Stored"] = String(decoded.metadata.length);
+    if (decoded.metadataDropped > 0) headers["X-HQ-Metadata-Dropped"] = String(decoded.metadataDropped);
 
     const deduped = decoded.batch === null ? null : applyHaDedup(ctx, decoded.batch, engine, headers);
     if (decoded.batch !== null && deduped === null) {
@@ -187,7 +192,7 @@ export async function handleRemoteWrite(ctx: RouteContext, req: IncomingMessage,
       return;
     }
     if (deduped === null) {
-      // Metadata only (or series without samples): Prometheus sends these; there is nothing to store.
+      // Metadata only (or series without samples): Prometheus sends these; no samples to store.
       ctx.metrics.ingestRequests.inc({ format, outcome: "empty" });
       res.writeHead(204, { ...headers, "X-HQ-Samples-Written": "0" });
       res.end();

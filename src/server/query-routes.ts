@@ -17,7 +17,7 @@ import { parseDurationMs, parsePromQL } from "../query/promql/parse.js";
 import type { Value } from "../query/promql/value.js";
 import type { RouteContext } from "./context.js";
 import { requestParams, sendJson } from "./http-util.js";
-import { partialParam, readerFor } from "./read-routes.js";
+import { apiBody, partialParam, readerFor } from "./read-routes.js";
 
 const FORM_BYTES_MAX = 256 * 1024;
 /** Prometheus's limit on points per series in a range query's answer. */
@@ -193,8 +193,22 @@ export async function handleQueryExemplars(_ctx: RouteContext, req: IncomingMess
   sendJson(res, 200, { status: "success", data: [] });
 }
 
-/** Metric metadata is not kept yet (remote write's metadata is accepted and dropped): an empty answer, in shape. */
-export async function handleMetadata(_ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  req.resume();
-  sendJson(res, 200, { status: "success", data: {} });
+/** Prometheus's `limit`-style parameter: an integer, negative (the default) for none. */
+function limitParam(params: URLSearchParams, name: string): number {
+  const raw = params.get(name);
+  if (raw === null || raw === "") return -1;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n)) throw new BadInputError(`${name} must be an integer, got "${raw.slice(0, 20)}"`, { field: name });
+  return n;
+}
+
+/**
+ * GET /api/v1/metadata: the type, help and unit remote write carried per metric family (storage/metadata.ts).
+ * Parameters as Prometheus's: metric, limit, limit_per_metric.
+ */
+export async function handleMetadata(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const params = await requestParams(req, url, FORM_BYTES_MAX);
+  const metric = params.get("metric");
+  const outcome = await readerFor(ctx, params).metadata(metric === null || metric === "" ? null : metric, limitParam(params, "limit"), limitParam(params, "limit_per_metric"), partialParam(params));
+  sendJson(res, 200, apiBody(outcome.value, outcome));
 }

@@ -7,6 +7,7 @@ import type { Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
 import type { WalFinding } from "../wal/wal.js";
+import type { MetadataEntry, MetricMetadata } from "../core/metadata.js";
 
 /**
  * Samples of one series in [startNs, endNs], sorted by time, one per timestamp.
@@ -141,6 +142,10 @@ export interface StorageEngine {
   seriesLabels(sets: MatcherSets, startNs: bigint, endNs: bigint, seriesMax: number): Labels[];
   labelNames(sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[];
   labelValues(name: string, sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[];
+  /** Metric metadata a write carried (advisory, this replica's own: see storage/metadata.ts); answers how many entries changed. */
+  putMetadata(items: readonly MetricMetadata[]): number;
+  /** GET /api/v1/metadata's data from this replica (limits negative: none). */
+  metadata(metric: string | null, limit: number, limitPerMetric: number): Record<string, MetadataEntry[]>;
   /** Cuts the head into an immutable block and drops the WAL it covered. */
   flush(): Promise<FlushResult>;
   stats(): EngineStats;

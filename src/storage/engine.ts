@@ -54,6 +54,8 @@ import type {
 import { HeadSeries } from "./head.js";
 import { DigestSum, SeriesHasher, seriesSeeds } from "./point-digest.js";
 import { decodeWalBatch, decodeWalMark, decodeWalRepair, encodeWalBatch, encodeWalMark, encodeWalRepair, nonCanonical, WalRecordType } from "./wal-payload.js";
+import type { MetadataEntry, MetricMetadata } from "../core/metadata.js";
+import { DEFAULT_METADATA_LIMITS, MetadataStore } from "./metadata.js";
 
 export interface EngineOptions {
   dataDir: string;
@@ -194,6 +196,8 @@ const SAME_HELD: StoredCase = { kind: "same", heldUndecided: true };
 const DEFAULT_HEAD_SAMPLES_MAX = 4_000_000;
 const DEFAULT_FLUSH_INTERVAL_MS = 30 * 60 * 1000;
 const RETENTION_CHECK_MS = 60 * 1000;
+/** Metric metadata (storage/metadata.ts, docs/format/metadata.md), beside wal/ and blocks/. */
+const METADATA_FILE = "metadata.hqm";
 /**
  * Decoded block chunks kept in memory, bounded by their decoded bytes (not by
  * count): a wide read touches one chunk per series (tens of thousands), and a
@@ -236,6 +240,7 @@ export class Engine implements StorageEngine {
   private closed = false;
   private timers: NodeJS.Timeout[] = [];
   private readonly hlc = new Hlc();
+  private metadataStore: MetadataStore | null = null;
   /** LRU (Map order) of decoded chunks, keyed by the index's ChunkRef objects (stable for a reader's life). */
   private readonly chunkCache = new Map<ChunkRef, CachedChunk>();
   private chunkCacheBytes = 0;
@@ -306,6 +311,7 @@ export class Engine implements StorageEngine {
     await mkdir(this.blocksDir, { recursive: true });
     await this.loadBlocks();
     await this.replayWal();
+    this.metadataStore = await MetadataStore.open(join(this.opts.dataDir, METADATA_FILE), DEFAULT_METADATA_LIMITS, this.opts.log);
     this.timers.push(setInterval(() => this.maybeAutoFlush(true), Math.min(this.flushIntervalMs, 60_000)).unref());
     if (this.opts.retentionMs !== null) this.timers.push(setInterval(() => void this.applyRetention(), RETENTION_CHECK_MS).unref());
     await this.applyRetention();
@@ -523,6 +529,7 @@ export class Engine implements StorageEngine {
     await Promise.allSettled([...this.inflight]);
     await this.wal?.close();
     for (const r of this.blockReaders) await r.close();
+    await this.metadataStore?.close();
   }
 
   // ---- writes ----------------------------------------------------------
@@ -1698,6 +1705,16 @@ export class Engine implements StorageEngine {
     const names = new Set<string>();
     for (const s of this.scope(sets, startNs, endNs)) for (const [n] of s.labels) names.add(n);
     return [...names].sort();
+  }
+
+  putMetadata(items: readonly MetricMetadata[]): number {
+    assert(this.metadataStore !== null, "metadata is stored once the engine is open");
+    return this.metadataStore.put(items);
+  }
+
+  metadata(metric: string | null, limit: number, limitPerMetric: number): Record<string, MetadataEntry[]> {
+    assert(this.metadataStore !== null, "metadata is read once the engine is open");
+    return this.metadataStore.query(metric, limit, limitPerMetric);
   }
 
   labelValues(name: string, sets: MatcherSets | null, startNs: bigint, endNs: bigint): string[] {

@@ -135,6 +135,8 @@ test("a real Prometheus remote-writes to HQ-TS: all stored, and PromQL answers a
       `  - url: ${node}/api/v1/write`,
       "    queue_config:",
       "      batch_send_deadline: 1s",
+      "    metadata_config:",
+      "      send_interval: 2s",
       "",
     ].join("\n"),
   );
@@ -200,6 +202,26 @@ test("a real Prometheus remote-writes to HQ-TS: all stored, and PromQL answers a
   }
   t.diagnostic(`${queries.length} queries at ${evalTimes.length} times: ${compared} values equal`);
   assert.ok(compared > 100, `values compared: ${compared}`);
+
+  // Metric metadata: what Prometheus knows of its targets' metrics travels with remote write (metadata_config), and
+  // HQ-TS's /api/v1/metadata answers the same type, help and unit for every metric.
+  type Meta = Record<string, { type: string; help: string; unit: string }[]>;
+  const metadata = async (base: string): Promise<Meta> => {
+    const res = await fetch(`${base}/api/v1/metadata`, { signal: AbortSignal.timeout(30_000) });
+    assert.equal(res.status, 200, base);
+    return ((await res.json()) as { data: Meta }).data;
+  };
+  const canon = (entries: { type: string; help: string; unit: string }[] | undefined): string =>
+    JSON.stringify((entries ?? []).map((e) => [e.type, e.help, e.unit]).sort());
+  const theirMeta = await metadata(prom);
+  assert.ok(Object.keys(theirMeta).length >= 50, `metrics with metadata at Prometheus: ${Object.keys(theirMeta).length}`);
+  assert.equal(canon(theirMeta["node_cpu_seconds_total"]), canon([{ type: "counter", help: "Seconds the CPUs spent in each mode.", unit: "" }]));
+  await poll("HQ-TS answering Prometheus's metric metadata", 60_000, async () => {
+    const ours = await metadata(node);
+    const differing = Object.keys(theirMeta).filter((m) => canon(ours[m]) !== canon(theirMeta[m]));
+    t.diagnostic(`metadata: ${Object.keys(theirMeta).length} metrics at Prometheus, ${differing.length} not (yet) equal at HQ-TS`);
+    return differing.length === 0 ? true : null;
+  });
   await stop(p);
   assert.equal(await pg.stop(), 0, pg.output());
 });

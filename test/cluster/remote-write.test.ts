@@ -1,7 +1,8 @@
 // Prometheus remote write on a 3-node cluster: a request through any node is
 // stored on every replica; a request holding one sample that conflicts with
 // what a majority committed stores the others (on every replica) and names
-// the conflict with 400; its retry stores nothing twice.
+// the conflict with 400; its retry stores nothing twice. Metadata sent to one
+// node is answered by every node.
 
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
@@ -56,6 +57,16 @@ test("remote write on a cluster: stored on every replica; a conflicting sample c
   );
   const want = new Map([[T0, 1], [T0 + 15_000, 2], [T0 + 30_000, 3]]);
   await onEveryNode(urls, '{__name__="rwc"}', want);
+
+  // Metadata stays on the node that received it; a metadata read on any node asks its peers.
+  const meta = await http(`${urls[0]}/api/v1/write`, { body: body([], [{ metric: "rwc", type: 2, help: "A cluster gauge.", unit: "bytes" }]), headers: HEADERS });
+  assert.equal(meta.status, 204, meta.text);
+  for (const u of urls) {
+    const m = await http(`${u}/api/v1/metadata?metric=rwc`);
+    assert.deepEqual(m.json(), { status: "success", data: { rwc: [{ type: "gauge", help: "A cluster gauge.", unit: "bytes" }] } }, u);
+  }
+  const local = await http(`${urls[2]}/api/v1/metadata?metric=rwc&consistency=local`);
+  assert.deepEqual(local.json(), { status: "success", data: {} }, "node 3 alone does not hold it");
 
   // Prometheus retries nothing on 400, but a client might: the same request again changes nothing.
   const c = await http(`${urls[2]}/api/v1/write`, { body: second, headers: HEADERS });

@@ -26,7 +26,10 @@ export interface Ts {
   histograms?: number;
 }
 
-export function body(series: Ts[], metadata: string[] = []): Uint8Array {
+/** A metadata entry: a family name alone (type counter, help "help"), or every field; type as remote write's enum. */
+export type Meta = string | { metric: string; type: number; help: string; unit?: string };
+
+export function body(series: Ts[], metadata: Meta[] = []): Uint8Array {
   const msg = WriteRequest.fromObject({
     timeseries: series.map((s) => ({
       labels: s.labels.map(([name, value]) => ({ name, value })),
@@ -34,7 +37,7 @@ export function body(series: Ts[], metadata: string[] = []): Uint8Array {
       exemplars: Array.from({ length: s.exemplars ?? 0 }, (_, i) => ({ labels: [{ name: "trace_id", value: `t${i}` }], value: 1, timestamp: 1_700_000_000_000 })),
       histograms: Array.from({ length: s.histograms ?? 0 }, () => ({ countInt: 1, sum: 1, timestamp: 1_700_000_000_000 })),
     })),
-    metadata: metadata.map((m) => ({ type: 1, metricFamilyName: m, help: "help" })),
+    metadata: metadata.map((m) => (typeof m === "string" ? { type: 1, metricFamilyName: m, help: "help" } : { type: m.type, metricFamilyName: m.metric, help: m.help, unit: m.unit ?? "" })),
   });
   return snappy.compress(WriteRequest.encode(msg).finish());
 }

@@ -33,7 +33,7 @@ interface Ts {
   histograms?: { countInt: number; sum: number; timestamp: number }[];
 }
 
-function proto(series: Ts[], metadata: { metricFamilyName: string; help: string }[] = []): Uint8Array {
+function proto(series: Ts[], metadata: { type?: number; metricFamilyName: string; help: string }[] = []): Uint8Array {
   const timeseries = series.map((s) => ({
     labels: (Array.isArray(s.labels) ? s.labels : Object.entries(s.labels)).map(([name, value]) => ({ name, value })),
     samples: s.samples ?? [],
@@ -96,7 +96,7 @@ describe("remote write: decoding", () => {
     assert.equal(encodeWithDigest(a.batch!).sha256, encodeWithDigest(b.batch!).sha256);
   });
 
-  it("counts exemplars and metadata and ignores them; metadata only → no batch", () => {
+  it("counts exemplars and ignores them; decodes metadata; metadata only → no batch", () => {
     const r = decodeRemoteWrite(
       rw(
         [{ labels: { __name__: "m" }, samples: [{ value: 1, timestamp: T0 }], exemplars: [{ labels: [{ name: "trace_id", value: "abc" }], value: 1, timestamp: T0 }] }],
@@ -105,16 +105,40 @@ describe("remote write: decoding", () => {
       { limits: LIMITS },
     );
     assert.equal(r.exemplarsIgnored, 1);
-    assert.equal(r.metadataIgnored, 1);
+    assert.deepEqual(r.metadata, [{ metric: "m", type: "unknown", help: "h", unit: "" }]);
     assert.equal(r.batch!.sampleCount, 1);
 
     const meta = decodeRemoteWrite(rw([], [{ metricFamilyName: "m", help: "h" }, { metricFamilyName: "n", help: "" }]), { limits: LIMITS });
     assert.equal(meta.batch, null);
-    assert.equal(meta.metadataIgnored, 2);
+    assert.deepEqual(
+      meta.metadata.map((x) => x.metric),
+      ["m", "n"],
+    );
     assert.equal(decodeRemoteWrite(rw([]), { limits: LIMITS }).batch, null, "an empty request stores nothing");
     const noSamples = decode([{ labels: { __name__: "m" }, exemplars: [{ labels: [], value: 1, timestamp: T0 }] }]);
     assert.equal(noSamples.batch, null);
     assert.equal(noSamples.exemplarsIgnored, 1);
+  });
+
+  it("decodes metric metadata: type, name, help, unit; bad entries are left out, never the request", () => {
+    const types = ["unknown", "counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset"];
+    const meta = types.map((_, type) => ({ type, metricFamilyName: `m${type}`, help: `help ${type}`, unit: type === 1 ? "seconds" : "" }));
+    const r = decodeRemoteWrite(snappy.compress(WriteRequest.encode(WriteRequest.fromObject({ timeseries: [], metadata: [...meta, { type: 99, metricFamilyName: "odd", help: "" }] })).finish()), { limits: LIMITS });
+    assert.equal(r.batch, null);
+    assert.deepEqual(
+      r.metadata.map((x) => [x.metric, x.type, x.help, x.unit]),
+      [...types.map((t, i) => [`m${i}`, t, `help ${i}`, i === 1 ? "seconds" : ""]), ["odd", "unknown", "", ""]],
+    );
+    // Hand-made: an entry whose name is not UTF-8 (0xff), one with no name, then a good one.
+    const entry = (name: number[]): number[] => [0x1a, name.length + 2, 0x12, name.length, ...name];
+    const raw = new Uint8Array([...entry([0xff]), ...entry([]), ...entry([0x61])]);
+    const d = decodeWriteRequest(raw, { limits: LIMITS });
+    assert.deepEqual(
+      d.metadata.map((x) => x.metric),
+      ["a"],
+    );
+    assert.equal(d.metadataDropped, 2);
+    throwsAt(() => decodeWriteRequest(raw, { limits: { ...LIMITS, seriesPerBatchMax: 2 } }), TooLargeError, "metadata entries");
   });
 
   it("merges a series sent twice; a repeat keeps the first value and reports a different one", () => {

@@ -63,11 +63,52 @@ describe("POST /api/v1/write", () => {
     assert.deepEqual((await exportSeries(node.url, "rw_up"))[0]!.timestamps, [T0, T0 + 15_000, T0 + 30_000], "no second copy");
   });
 
-  test("metadata only: 204, nothing stored", async () => {
+  test("metadata only: 204, no samples stored; the metadata is what /api/v1/metadata answers", async () => {
     const a = await write(body([], ["rw_meta_only", "other"]));
     assert.equal(a.status, 204, a.text);
     assert.equal(a.headers.get("x-hq-samples-written"), "0");
     assert.equal(a.headers.get("x-hq-receipt"), null);
+    assert.equal(a.headers.get("x-hq-metadata-stored"), "2");
+    assert.deepEqual(await exportSeries(node.url, "rw_meta_only"), []);
+    const m = await http(`${node.url}/api/v1/metadata?metric=rw_meta_only`);
+    assert.equal(m.status, 200, m.text);
+    assert.deepEqual(m.json(), { status: "success", data: { rw_meta_only: [{ type: "counter", help: "help", unit: "" }] } });
+  });
+
+  test("metadata: Prometheus's parameters and shape, kept across a restart", async () => {
+    const n = await startNode();
+    const meta = [
+      { metric: "rw_md_requests_total", type: 1, help: "Requests served.", unit: "" },
+      { metric: "rw_md_temp_celsius", type: 2, help: "Temperature.", unit: "celsius" },
+    ];
+    const a = await http(`${n.url}/api/v1/write`, { body: body([{ labels: [["__name__", "rw_md_temp_celsius"]], samples: [[21, T0]] }], meta), headers: HEADERS });
+    assert.equal(a.status, 204, a.text);
+    // A second sender with another help text: a second entry, the newest first.
+    assert.equal((await http(`${n.url}/api/v1/write`, { body: body([], [{ ...meta[0]!, help: "Requests." }]), headers: HEADERS })).status, 204);
+    const all = await http(`${n.url}/api/v1/metadata`);
+    const want = {
+      rw_md_requests_total: [
+        { type: "counter", help: "Requests.", unit: "" },
+        { type: "counter", help: "Requests served.", unit: "" },
+      ],
+      rw_md_temp_celsius: [{ type: "gauge", help: "Temperature.", unit: "celsius" }],
+    };
+    assert.deepEqual(all.json(), { status: "success", data: want });
+    assert.deepEqual((await http(`${n.url}/api/v1/metadata?limit=1`)).json(), { status: "success", data: { rw_md_requests_total: want.rw_md_requests_total } });
+    assert.deepEqual((await http(`${n.url}/api/v1/metadata?limit_per_metric=1&metric=rw_md_requests_total`)).json(), {
+      status: "success",
+      data: { rw_md_requests_total: [want.rw_md_requests_total[0]] },
+    });
+    const post = await http(`${n.url}/api/v1/metadata`, { body: "metric=rw_md_temp_celsius", headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+    assert.deepEqual(post.json(), { status: "success", data: { rw_md_temp_celsius: want.rw_md_temp_celsius } });
+    const bad = await http(`${n.url}/api/v1/metadata?limit=many`);
+    assert.equal(bad.status, 400, bad.text);
+    assert.match(bad.text, /limit must be an integer/);
+
+    await n.stop({ keepData: true });
+    const again = await startNode({ dataDir: n.dataDir });
+    assert.deepEqual((await http(`${again.url}/api/v1/metadata`)).json(), { status: "success", data: want }, "metadata survives a restart");
+    await again.stop();
   });
 
   test("bad requests: 400 naming the series, nothing of the request stored", async () => {
