@@ -66,7 +66,7 @@ const source: SeriesSource = {
 
 const startMs = T0_MS;
 const endMs = T0_MS + (nSamples - 1) * STEP_SCRAPE_MS;
-const stepMs = Math.max(1000, Math.floor((endMs - startMs) / 240 / 1000) * 1000);
+const stepMs = Math.max(1000, Math.ceil((endMs - startMs) / 240 / 1000) * 1000);
 console.log(`${data.length} series x ${nSamples} samples; range ${(endMs - startMs) / 1000} s, step ${stepMs / 1000} s`);
 const ev = new Evaluator(source, { maxSamples: 1e9 });
 for (const q of queries) {

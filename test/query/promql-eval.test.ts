@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { matchesLabels, type Matcher } from "../../src/core/matchers.js";
 import type { Labels } from "../../src/core/labels.js";
+import { mulberry32 } from "../../src/core/prng.js";
 import { Evaluator, type SeriesSource } from "../../src/query/promql/eval.js";
 import { parsePromQL } from "../../src/query/promql/parse.js";
 import type { Value } from "../../src/query/promql/value.js";
@@ -401,4 +402,71 @@ test("limits: too many samples, too many range points", async () => {
   await assert.rejects(new Evaluator(src, { maxSamples: 100 }).instant(parsePromQL("sum_over_time(m[10m])"), 1000 * S), /too many samples/);
   await assert.rejects(new Evaluator(src).range(parsePromQL("m"), 0, 20_000 * S, S), /11,000 points/);
   await assert.rejects(new Evaluator(src).range(parsePromQL("m"), 0, 10, 0), /step/);
+});
+
+test("property: range queries give the same answer series-major (precomputed leaves) as step by step", async () => {
+  const rand = mulberry32(20261125);
+  const src = new MemorySource();
+  // Counters with resets, gauges with NaN, gaps and stale markers; two series differ only by name (rate() collides).
+  for (let i = 0; i < 40; i++) {
+    const points: Point[] = [];
+    let c = rand() * 100;
+    for (let j = 0; j < 200; j++) {
+      const r = rand();
+      if (r < 0.05) points.push(null);
+      else if (r < 0.07) points.push("stale");
+      else if (i % 4 === 3 && r < 0.09) points.push(NaN);
+      else {
+        c = r < 0.1 ? rand() * 10 : c + rand() * 20;
+        points.push(i % 4 === 2 ? rand() * 50 - 25 : c);
+      }
+    }
+    src.load(`${i % 5 === 0 ? "other" : "m"}{i="${i % 5 === 0 ? i - 1 : i}", kind="${i % 4}"}`, 15 * S, points);
+  }
+  const queries = [
+    "m",
+    "timestamp(m)",
+    "rate(m[1m])",
+    "increase(m[2m])",
+    "irate(m[1m])",
+    "delta(m[3m])",
+    "sum(rate(m[1m]))",
+    "sum by (kind) (rate(m[1m]))",
+    "avg by (kind) (m)",
+    "min(m)",
+    "max without (i) (m)",
+    "count(m)",
+    "group by (kind) (m)",
+    "stddev(m)",
+    "topk(3, m)",
+    "quantile_over_time(0.9, m[2m])",
+    "predict_linear(m[5m], 60)",
+    "last_over_time(m[1m])",
+    "sum_over_time(m[2m]) / count_over_time(m[2m])",
+    "rate({__name__=~\"m|other\"}[1m])",
+    "m offset 1m",
+    "m @ 1500",
+    "rate(m[1m] @ end())",
+    "sum(rate(m[1m] offset 30s)) + count(m)",
+    "avg_over_time(rate(m[1m])[2m:15s])",
+  ];
+  const stepwise = new Evaluator(src, { seriesMajor: false });
+  const seriesMajor = new Evaluator(src);
+  for (const text of queries) {
+    const expr = parsePromQL(text);
+    for (const [start, end, step] of [
+      [0, 3000 * S, 15 * S],
+      [7 * S, 2000 * S, 37 * S],
+    ] as const) {
+      const a = await stepwise.range(expr, start, end, step, text).then(
+        (r) => r,
+        (e: Error) => e.message,
+      );
+      const b = await seriesMajor.range(expr, start, end, step, text).then(
+        (r) => r,
+        (e: Error) => e.message,
+      );
+      assert.deepEqual(b, a, `${text} [${start}, ${end}] step ${step}`);
+    }
+  }
 });

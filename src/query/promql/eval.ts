@@ -12,18 +12,21 @@ import { assert, unreachable } from "../../core/assert.js";
 import { METRIC_NAME, type Labels } from "../../core/labels.js";
 import type { Matcher } from "../../core/matchers.js";
 import type { AggregateExpr, AtModifier, BinaryExpr, BinaryOp, Call, Expr, MatrixSelector, PosRange, SubqueryExpr, VectorMatching, VectorSelector } from "./ast.js";
-import { aggregate } from "./aggregate.js";
+import { aggregate, aggregateIndexed, GroupScratch, groupOf, INDEXED_OPS } from "./aggregate.js";
 import {
   MATRIX_ARG,
   QueryError,
   callFunction,
   compareLabels,
   countResets,
+  kernelParamIfPlain,
+  prepareKernel,
   deriveLabels,
   dropMetricName,
   formatLabels,
   labelsKey,
   type DerivedLabels,
+  type KernelEnv,
   type Matrix,
   type MatrixWindow,
   type Sample,
@@ -47,6 +50,8 @@ export interface EvaluatorOptions {
   maxSamples?: number;
   timeoutMs?: number;
   defaultSubqueryStepMs?: number;
+  /** Range queries compute selectors and range functions series-major first (precomputeSteps); false: step by step only (tests compare the two). */
+  seriesMajor?: boolean;
 }
 
 export interface QueryResult<V> {
@@ -62,6 +67,32 @@ const YIELD_EVERY_MS = 20;
 
 // The stale check reads the sample words through a Uint32Array view, so it assumes the low word comes first.
 assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "the stale-marker check needs a little-endian platform");
+
+/**
+ * One leaf expression's instant vectors at every step of a range query, in chunks of consecutive series, each
+ * step-major: in a chunk, step k's samples are at [offsets[k], offsets[k+1]), each a series (index into `labels`)
+ * and a value, plus the sample's own time for a selector (timestamp() reads it). A step's vector is its part of
+ * every chunk, in chunk order (series in label order).
+ */
+interface StepColumns {
+  chunks: ColumnChunk[];
+  steps: number;
+  labels: Labels[];
+  /** Output labels may collide (a range function dropping the name of series that differ only by it): check each step. */
+  checkDuplicates: boolean;
+}
+
+interface ColumnChunk {
+  offsets: Int32Array;
+  sids: Int32Array;
+  values: Float64Array;
+  sampleTMs: Float64Array | null;
+}
+
+/** The series-major pass keeps every step's output of a leaf: past this many possible points the leaf is not precomputed. */
+const COLUMN_POINTS_MAX = 24_000_000;
+/** Points gathered series-major before they are laid out step-major as one chunk (bounds the scratch buffers). */
+const CHUNK_POINTS = 1 << 20;
 
 interface LoadedSeries {
   labels: Labels;
@@ -92,6 +123,10 @@ interface QueryState {
   memo: Map<Expr, Map<number, Value>>;
   warnings: Set<string>;
   infos: Set<string>;
+  /** Range queries: results of leaf expressions computed for every step at once (see precomputeSteps). */
+  columns: Map<Expr, StepColumns>;
+  /** Aggregations over precomputed leaves: each series' group (see aggregateFromColumns). */
+  groupIndex: Map<AggregateExpr, { gidBySid: Int32Array; groupLabels: Labels[]; scratch: GroupScratch }>;
   /** Per selector: whether its series stay distinct once the metric name is dropped (see evalCall). */
   distinctWithoutName: Map<VectorSelector, boolean>;
   deadlineMs: number;
@@ -167,6 +202,7 @@ export class Evaluator {
   private readonly maxSamples: number;
   private readonly timeoutMs: number;
   private readonly defaultSubqueryStepMs: number;
+  private readonly seriesMajor: boolean;
 
   constructor(
     private readonly source: SeriesSource,
@@ -176,6 +212,7 @@ export class Evaluator {
     this.maxSamples = opts.maxSamples ?? 50e6;
     this.timeoutMs = opts.timeoutMs ?? 120_000;
     this.defaultSubqueryStepMs = opts.defaultSubqueryStepMs ?? 60_000;
+    this.seriesMajor = opts.seriesMajor ?? true;
     assert(this.lookbackDeltaMs > 0, "lookback delta must be positive");
     assert(this.maxSamples > 0, "maxSamples must be positive");
     assert(this.timeoutMs > 0, "timeout must be positive");
@@ -214,6 +251,7 @@ export class Evaluator {
     if (points > RANGE_POINTS_MAX)
       throw new TooLargeError("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX); points per series", RANGE_POINTS_MAX);
     const q = await this.prepare(expr, startMs, endMs, stepMs, queryText);
+    if (this.seriesMajor) await this.precomputeSteps(q, expr, points);
     const bySeries = new Map<string, SeriesBuilder>();
     let pointsTotal = 0;
     let yieldedAtMs = performance.now();
@@ -253,6 +291,8 @@ export class Evaluator {
       warnings: new Set(),
       infos: new Set(),
       distinctWithoutName: new Map(),
+      columns: new Map(),
+      groupIndex: new Map(),
       deadlineMs: Date.now() + this.timeoutMs,
       samples: 0,
     };
@@ -389,9 +429,169 @@ export class Evaluator {
   }
 
   // -------------------------------------------------------------------------
+  // Phase 1b (range queries): leaves computed series-major.
+  //
+  // Evaluating step by step visits every selected series at every step; with tens of thousands of series their
+  // arrays no longer stay in the CPU caches between steps, and memory latency dominates. So the leaves a range query
+  // evaluates at its own steps (selectors, and range functions over a selector) are computed series by series over
+  // all steps first, each series' samples read once in order, and the steps then read their vectors from compact
+  // step-major columns. Leaves inside subqueries are evaluated at other times and keep the step-by-step path.
+
+  private async precomputeSteps(q: QueryState, root: Expr, steps: number): Promise<void> {
+    const leaves: Expr[] = [];
+    const walk = (e: Expr): void => {
+      switch (e.kind) {
+        case "vectorSelector":
+          leaves.push(e);
+          return;
+        case "call":
+          if (kernelParamIfPlain(e) !== null) leaves.push(e);
+          else for (const a of e.args) walk(a);
+          return;
+        case "paren":
+        case "unary":
+          walk(e.expr);
+          return;
+        case "binary":
+          walk(e.lhs);
+          walk(e.rhs);
+          return;
+        case "aggregate":
+          walk(e.expr);
+          if (e.param !== null) walk(e.param);
+          return;
+        default:
+          // Numbers, strings, matrix selectors (only under calls), subqueries: nothing evaluated at the steps.
+          return;
+      }
+    };
+    walk(root);
+    let yieldedAtMs = performance.now();
+    const pause = async (): Promise<void> => {
+      if (performance.now() - yieldedAtMs <= YIELD_EVERY_MS) return;
+      await new Promise((r) => setImmediate(r));
+      yieldedAtMs = performance.now();
+      this.checkDeadline(q);
+    };
+    for (const leaf of leaves) {
+      const sel = leaf.kind === "vectorSelector" ? leaf : leaf.kind === "call" ? (unwrapParens(leaf.args[MATRIX_ARG.get(leaf.func)!]!) as MatrixSelector).vector : null;
+      assert(sel !== null, "leaves are selectors or calls over one");
+      const data = q.data.get(sel);
+      assert(data !== undefined, "every selector was fetched in prepare()");
+      if (data.length * steps > COLUMN_POINTS_MAX) continue;
+      q.columns.set(leaf, leaf.kind === "vectorSelector" ? await this.selectorColumns(q, leaf, data, steps, pause) : await this.callColumns(q, leaf as Call, data, steps, pause));
+    }
+  }
+
+  private async selectorColumns(q: QueryState, sel: VectorSelector, data: LoadedSeries[], steps: number, pause: () => Promise<void>): Promise<StepColumns> {
+    const out = new ColumnsBuilder(steps, true);
+    for (let i = 0; i < data.length; i++) {
+      if ((i & 255) === 0) await pause();
+      const s = data[i]!;
+      let hint = -1;
+      for (let k = 0; k < steps; k++) {
+        const refMs = this.atTime(q, sel.at, q.startMs + k * q.stepMs) - sel.offsetMs;
+        const j = seekLastAtOrBefore(s.tMs, refMs, hint);
+        hint = j;
+        if (j < 0) continue;
+        const sampleMs = s.tMs[j]!;
+        if (sampleMs <= refMs - this.lookbackDeltaMs || s.stale[j] === 1) continue;
+        out.add(i, k, s.values[j]!, sampleMs);
+      }
+    }
+    return out.build(
+      data.map((s) => s.labels),
+      false,
+    );
+  }
+
+  private async callColumns(q: QueryState, call: Call, data: LoadedSeries[], steps: number, pause: () => Promise<void>): Promise<StepColumns> {
+    const param = kernelParamIfPlain(call);
+    assert(param !== null, "only plain range-function calls are precomputed");
+    const m = unwrapParens(call.args[MATRIX_ARG.get(call.func)!]!) as MatrixSelector;
+    const prepared = prepareKernel(call, param, { warn: (msg, pos) => this.annotate(q, "warning", msg, pos), info: (msg, pos) => this.annotate(q, "info", msg, pos) });
+    const out = new ColumnsBuilder(steps, false);
+    const env: KernelEnv = { window: { rangeStartMs: 0, rangeEndMs: 0, rangeMs: m.rangeMs }, param, tMs: 0 };
+    for (let i = 0; i < data.length; i++) {
+      if ((i & 255) === 0) await pause();
+      const ls = data[i]!;
+      ls.rangeResets ??= countResets(ls.rangeValues);
+      // One window object per series, moved along the steps: the kernels read lo/hi, nothing is allocated per step.
+      const w: Series = { labels: ls.labels, derived: ls.derived, tMs: ls.rangeTMs, values: ls.rangeValues, lo: 0, hi: 0, resetsUpTo: ls.rangeResets };
+      let startHint = -1;
+      let endHint = -1;
+      let noted = false;
+      for (let k = 0; k < steps; k++) {
+        const tMs = q.startMs + k * q.stepMs;
+        // windowOf's arithmetic, into the one window object the kernels read.
+        const endMs = this.atTime(q, m.vector.at, tMs) - m.vector.offsetMs;
+        env.window.rangeStartMs = endMs - m.rangeMs;
+        env.window.rangeEndMs = endMs;
+        env.tMs = tMs;
+        const beforeStart = seekLastAtOrBefore(ls.rangeTMs, env.window.rangeStartMs, startHint);
+        const last = seekLastAtOrBefore(ls.rangeTMs, env.window.rangeEndMs, Math.max(endHint, beforeStart));
+        startHint = beforeStart;
+        endHint = last;
+        if (last <= beforeStart) continue;
+        w.lo = beforeStart + 1;
+        w.hi = last + 1;
+        if (!noted) {
+          prepared.noteSeries(w);
+          noted = true;
+        }
+        const v = prepared.kernel(w, env);
+        if (v !== null) out.add(i, k, v, tMs);
+      }
+    }
+    return out.build(
+      data.map((s) => (prepared.keepName ? s.labels : s.derived.nameless)),
+      !prepared.keepName && !this.distinctWithoutName(q, m.vector),
+    );
+  }
+
+  /** sum/avg/min/max/count/group directly over a precomputed leaf at one of the query's steps; null otherwise. */
+  private aggregateFromColumns(q: QueryState, e: AggregateExpr, tMs: number): Vector | null {
+    if (!INDEXED_OPS.has(e.op)) return null;
+    const columns = q.columns.get(unwrapParens(e.expr));
+    if (columns === undefined || columns.checkDuplicates) return null;
+    const k = (tMs - q.startMs) / q.stepMs;
+    if (!Number.isInteger(k) || k < 0 || k >= columns.steps) return null;
+    let groups = q.groupIndex.get(e);
+    if (groups === undefined) {
+      // Each series' group, once per query: later steps index arrays instead of looking labels up.
+      const keyToGid = new Map<string, number>();
+      const groupLabels: Labels[] = [];
+      const gidBySid = new Int32Array(columns.labels.length);
+      columns.labels.forEach((l, sid) => {
+        const id = groupOf(e, l);
+        let gid = keyToGid.get(id.key);
+        if (gid === undefined) {
+          gid = groupLabels.length;
+          keyToGid.set(id.key, gid);
+          groupLabels.push(id.labels);
+        }
+        gidBySid[sid] = gid;
+      });
+      groups = { gidBySid, groupLabels, scratch: new GroupScratch(groupLabels.length) };
+      q.groupIndex.set(e, groups);
+    }
+    const parts = columns.chunks.map((c) => ({ from: c.offsets[k]!, to: c.offsets[k + 1]!, sids: c.sids, values: c.values }));
+    return aggregateIndexed(e.op, parts, groups.gidBySid, groups.groupLabels, groups.scratch, tMs);
+  }
+
+  // -------------------------------------------------------------------------
   // Phase 2: evaluation at one step.
 
   private evalAt(q: QueryState, e: Expr, tMs: number): Value {
+    const columns = q.columns.get(e);
+    if (columns !== undefined) {
+      const k = (tMs - q.startMs) / q.stepMs;
+      if (Number.isInteger(k) && k >= 0 && k < columns.steps) {
+        const samples = stepSamples(columns, k, tMs);
+        if (columns.checkDuplicates) this.checkUniqueLabelsets(samples);
+        return { kind: "vector", samples };
+      }
+    }
     switch (e.kind) {
       case "number":
         return { kind: "scalar", v: e.value };
@@ -536,6 +736,8 @@ export class Evaluator {
   }
 
   private evalAggregate(q: QueryState, e: AggregateExpr, tMs: number): Value {
+    const fast = this.aggregateFromColumns(q, e, tMs);
+    if (fast !== null) return { kind: "vector", samples: fast };
     const input = this.evalAt(q, e.expr, tMs);
     assert(input.kind === "vector", "aggregations take an instant vector (the parser checks types)");
     let param: number | string | null = null;
@@ -575,6 +777,83 @@ export class Evaluator {
     if (v.kind === "vector") this.checkUniqueLabelsets(v.samples);
     return v;
   }
+}
+
+/** Collects a leaf's output series-major, then lays it out step-major (StepColumns). */
+class ColumnsBuilder {
+  private readonly stepOf: Uint16Array;
+  private readonly sidOf: Int32Array;
+  private readonly valueOf: Float64Array;
+  private readonly timeOf: Float64Array | null;
+  private readonly perStep: Int32Array;
+  private readonly chunks: ColumnChunk[] = [];
+  /** Series per chunk: a whole series' steps always fit in the scratch buffers. */
+  private readonly chunkSeries: number;
+  private chunkEnd: number;
+  private n = 0;
+
+  constructor(private readonly steps: number, withTimes: boolean) {
+    assert(steps <= 0xffff && steps <= CHUNK_POINTS, "a range query has at most 11,000 steps");
+    this.chunkSeries = Math.floor(CHUNK_POINTS / steps);
+    this.chunkEnd = this.chunkSeries;
+    const cap = this.chunkSeries * steps;
+    this.stepOf = new Uint16Array(cap);
+    this.sidOf = new Int32Array(cap);
+    this.valueOf = new Float64Array(cap);
+    this.timeOf = withTimes ? new Float64Array(cap) : null;
+    this.perStep = new Int32Array(steps);
+  }
+
+  /** Series in ascending sid order, each one's steps ascending. */
+  add(sid: number, step: number, value: number, tMs: number): void {
+    if (sid >= this.chunkEnd) {
+      this.flush();
+      this.chunkEnd = (Math.floor(sid / this.chunkSeries) + 1) * this.chunkSeries;
+    }
+    const j = this.n++;
+    this.stepOf[j] = step;
+    this.sidOf[j] = sid;
+    this.valueOf[j] = value;
+    if (this.timeOf !== null) this.timeOf[j] = tMs;
+    this.perStep[step]!++;
+  }
+
+  private flush(): void {
+    if (this.n === 0) return;
+    const offsets = new Int32Array(this.steps + 1);
+    for (let k = 0; k < this.steps; k++) offsets[k + 1] = offsets[k]! + this.perStep[k]!;
+    const next = offsets.slice(0, this.steps);
+    const sids = new Int32Array(this.n);
+    const values = new Float64Array(this.n);
+    const sampleTMs = this.timeOf !== null ? new Float64Array(this.n) : null;
+    // Series-major input, so within a step the series stay in their (label) order.
+    for (let j = 0; j < this.n; j++) {
+      const at = next[this.stepOf[j]!]!++;
+      sids[at] = this.sidOf[j]!;
+      values[at] = this.valueOf[j]!;
+      if (sampleTMs !== null) sampleTMs[at] = this.timeOf![j]!;
+    }
+    this.chunks.push({ offsets, sids, values, sampleTMs });
+    this.n = 0;
+    this.perStep.fill(0);
+  }
+
+  build(labels: Labels[], checkDuplicates: boolean): StepColumns {
+    this.flush();
+    return { chunks: this.chunks, steps: this.steps, labels, checkDuplicates };
+  }
+}
+
+function stepSamples(c: StepColumns, k: number, tMs: number): Vector {
+  let n = 0;
+  for (const ch of c.chunks) n += ch.offsets[k + 1]! - ch.offsets[k]!;
+  const out: Vector = new Array<Sample>(n);
+  let i = 0;
+  for (const ch of c.chunks) {
+    const to = ch.offsets[k + 1]!;
+    for (let j = ch.offsets[k]!; j < to; j++) out[i++] = { labels: c.labels[ch.sids[j]!]!, v: ch.values[j]!, tMs: ch.sampleTMs !== null ? ch.sampleTMs[j]! : tMs };
+  }
+  return out;
 }
 
 function sortedSeries(bySeries: Map<string, SeriesBuilder>): Matrix {

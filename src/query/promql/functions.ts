@@ -643,7 +643,6 @@ function rangeFunction(call: Call, args: Value[], window: MatrixWindow, env: FnE
   const matrixIndex = MATRIX_ARG.get(name)!;
   const matrix = matrixArg(args[matrixIndex]);
   const out: Vector = [];
-  const keepName = KEEPS_NAME.has(name);
 
   switch (name) {
     case "absent_over_time": {
@@ -678,25 +677,59 @@ function rangeFunction(call: Call, args: Value[], window: MatrixWindow, env: FnE
   }
 
   const param = matrixIndex === 1 ? scalarArg(args[0]) : name === "predict_linear" ? scalarArg(args[1]) : 0;
-  if (name === "quantile_over_time" && (Number.isNaN(param) || param < 0 || param > 1))
-    env.warn(`quantile value should be between 0 and 1, got ${formatG(param)}`, call.args[0]!.pos);
-  const kernel = WINDOW_KERNELS.get(name);
-  if (kernel === undefined) throw new QueryError(`unknown or unsupported function "${name}"`);
-  if ((name === "rate" || name === "increase") && matrix.some((s) => s.hi > s.lo && !s.derived.counterNamed)) {
-    for (const s of matrix)
-      if (s.hi > s.lo && !s.derived.counterNamed)
-        env.info(`metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "${labelValue(s.labels, METRIC_NAME)}"`, call.args[0]!.pos);
-  }
+  const prepared = prepareKernel(call, param, env);
+  for (const s of matrix) if (s.hi > s.lo) prepared.noteSeries(s);
   const k: KernelEnv = { window, param, tMs: env.tMs };
   for (const s of matrix) {
     if (s.hi === s.lo) continue;
-    const v = kernel(s, k);
-    if (v !== null) out.push({ labels: keepName ? s.labels : s.derived.nameless, v, tMs: env.tMs });
+    const v = prepared.kernel(s, k);
+    if (v !== null) out.push({ labels: prepared.keepName ? s.labels : s.derived.nameless, v, tMs: env.tMs });
   }
   return { kind: "vector", samples: out };
 }
 
-interface KernelEnv {
+/** A range function ready to run on windows: its kernel, and what it notes of the series it sees. */
+export interface PreparedKernel {
+  kernel: WindowKernel;
+  /** Output keeps the metric name (last_over_time, first_over_time). */
+  keepName: boolean;
+  /** To be called for every series with a non-empty window: rate() and increase() note a name unlike a counter's. */
+  noteSeries(s: Series): void;
+}
+
+/** Prepares a range function (not absent_over_time or the smoothing functions) for a parameter value. */
+export function prepareKernel(call: Call, param: number, env: Pick<FnEnv, "warn" | "info">): PreparedKernel {
+  const name = call.func;
+  if (name === "quantile_over_time" && (Number.isNaN(param) || param < 0 || param > 1))
+    env.warn(`quantile value should be between 0 and 1, got ${formatG(param)}`, call.args[0]!.pos);
+  const kernel = WINDOW_KERNELS.get(name);
+  if (kernel === undefined) throw new QueryError(`unknown or unsupported function "${name}"`);
+  const counter = name === "rate" || name === "increase";
+  return {
+    kernel,
+    keepName: KEEPS_NAME.has(name),
+    noteSeries: (s) => {
+      if (counter && !s.derived.counterNamed)
+        env.info(`metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "${labelValue(s.labels, METRIC_NAME)}"`, call.args[0]!.pos);
+    },
+  };
+}
+
+/**
+ * Whether a call can be evaluated by prepareKernel over every step at once (eval.ts's series-major path): a window
+ * kernel over a plain range selector, any parameter a number literal. Answers the parameter, or null.
+ */
+export function kernelParamIfPlain(call: Call): number | null {
+  if (!WINDOW_KERNELS.has(call.func)) return null;
+  const matrixIndex = MATRIX_ARG.get(call.func)!;
+  if (unwrapParens(call.args[matrixIndex]!).kind !== "matrixSelector") return null;
+  const paramIndex = matrixIndex === 1 ? 0 : call.func === "predict_linear" ? 1 : -1;
+  if (paramIndex < 0) return 0;
+  const p = unwrapParens(call.args[paramIndex]!);
+  return p.kind === "number" ? p.value : null;
+}
+
+export interface KernelEnv {
   window: MatrixWindow;
   /** The function's scalar parameter (quantile_over_time's q, predict_linear's t), 0 when it has none. */
   param: number;
@@ -708,7 +741,7 @@ interface KernelEnv {
  * functions, one per PromQL function, because the loop over every series at every step is a range query's hot
  * path and V8 optimises a small monomorphic function far better than one large switch.
  */
-type WindowKernel = (s: Series, k: KernelEnv) => number | null;
+export type WindowKernel = (s: Series, k: KernelEnv) => number | null;
 
 function irate(s: Series, isRate: boolean): number | null {
   const hi = s.hi;
