@@ -1,6 +1,7 @@
 // Timestamps are int64 nanoseconds since the Unix epoch, as bigint, end to end
 // (a double holds only ~µs at today's epoch). PromQL works in ms on top.
 
+import { assert } from "./assert.js";
 import { BadInputError, type InputLocation } from "./errors.js";
 
 export type Precision = "ns" | "us" | "ms" | "s";
@@ -35,6 +36,29 @@ export function msToNs(ms: number): bigint {
 export function nsToMs(ns: bigint): number {
   const q = ns / 1_000_000n;
   return Number(ns < 0n && q * 1_000_000n !== ns ? q - 1n : q);
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * nsToMs over a whole column, without a BigInt division per sample (a query converts millions): a non-negative
+ * timestamp is split into 32-bit words, hi·2^32 + lo, and hi·2^32 = hi·4294·10^6 + hi·967296, so the floor is
+ * hi·4294 + ⌊(hi·967296 + lo) / 10^6⌋, every term an exact integer below 2^53.
+ */
+export function nsColumnToMs(ns: BigInt64Array): Float64Array {
+  assert(LITTLE_ENDIAN, "nsColumnToMs reads the low word first");
+  const out = new Float64Array(ns.length);
+  const words = new Int32Array(ns.buffer, ns.byteOffset, ns.length * 2);
+  for (let i = 0; i < ns.length; i++) {
+    const hi = words[2 * i + 1]!;
+    if (hi < 0) {
+      out[i] = nsToMs(ns[i]!);
+      continue;
+    }
+    const lo = words[2 * i]! >>> 0;
+    out[i] = hi * 4294 + Math.floor((hi * 967296 + lo) / 1_000_000);
+  }
+  return out;
 }
 
 export function nowNs(): bigint {

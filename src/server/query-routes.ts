@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { BadInputError, HqError } from "../core/errors.js";
 import { labelsToObject, type Labels } from "../core/labels.js";
 import type { Matcher } from "../core/matchers.js";
-import { parseApiTime } from "../core/time.js";
+import { nsColumnToMs, parseApiTime } from "../core/time.js";
 import { Evaluator, type SeriesSource } from "../query/promql/eval.js";
 import { parseDurationMs, parsePromQL } from "../query/promql/parse.js";
 import type { Value } from "../query/promql/value.js";
@@ -67,8 +67,7 @@ function sourceOf(ctx: RouteContext, params: URLSearchParams, stats: SourceStats
       );
       if (out.partial) stats.partial = true;
       return out.value.map((s) => {
-        const tMs = new Float64Array(s.timestampsNs.length);
-        for (let i = 0; i < tMs.length; i++) tMs[i] = Number(s.timestampsNs[i]! / 1_000_000n);
+        const tMs = nsColumnToMs(s.timestampsNs);
         for (let i = 0; i < s.origins.length; i++) if (s.origins[i] === 1) stats.inferredSamples++;
         return { labels: s.labels, tMs, values: s.values };
       });

@@ -1660,21 +1660,32 @@ export class Engine implements StorageEngine {
       const lo = h.lowerBound(startNs);
       const hi = h.lowerBound(endNs + 1n);
       if (lo < hi) {
-        const keep: number[] = [];
-        const local = new Map<number, number>();
-        for (let i = lo; i < hi; i++) if (this.visible(h, i)) keep.push(i);
-        const n = keep.length;
+        // Visible samples come in runs of one batch (a batch's samples of a series are contiguous in time): each run
+        // is copied with typed-array set(), not sample by sample (a per-sample bigint read boxes one on the heap).
+        const runs: [number, number, number][] = [];
+        let n = 0;
+        for (let i = lo; i < hi; ) {
+          const r = h.batchRefs[i]!;
+          let j = i + 1;
+          while (j < hi && h.batchRefs[j] === r) j++;
+          if (this.headBatches[r]!.phase === "committed") {
+            runs.push([i, j, r]);
+            n += j - i;
+          }
+          i = j;
+        }
         if (n > 0) {
           const seg: Segment = { ts: new BigInt64Array(n), vs: new Float64Array(n), os: new Uint8Array(n), refs: new Uint32Array(n) };
-          for (let k = 0; k < n; k++) {
-            const i = keep[k]!;
-            const r = h.batchRefs[i]!;
+          const local = new Map<number, number>();
+          let k = 0;
+          for (const [a, b, r] of runs) {
             let m = local.get(r);
             if (m === undefined) local.set(r, (m = ref(this.headBatches[r]!.batchId)));
-            seg.ts[k] = h.timestampsNs[i]!;
-            seg.vs[k] = h.values[i]!;
-            seg.os[k] = h.origins[i]!;
-            seg.refs[k] = m;
+            seg.ts.set(h.timestampsNs.subarray(a, b), k);
+            seg.vs.set(h.values.subarray(a, b), k);
+            seg.os.set(h.origins.subarray(a, b), k);
+            seg.refs.fill(m, k, k + b - a);
+            k += b - a;
           }
           segs.push(seg);
         }

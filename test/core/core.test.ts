@@ -8,7 +8,7 @@ import { crc32c, merkleRoot, sha256, toHex } from "../../src/core/hash.js";
 import { canonicalLabels, seriesKey } from "../../src/core/labels.js";
 import { DEFAULT_LIMITS } from "../../src/core/limits.js";
 import { makeMatcher, matchesLabels, selectsSomething } from "../../src/core/matchers.js";
-import { nsToMs, parseApiTime, parseIntTimestamp } from "../../src/core/time.js";
+import { nsColumnToMs, nsToMs, parseApiTime, parseIntTimestamp } from "../../src/core/time.js";
 
 const L = DEFAULT_LIMITS;
 
@@ -154,6 +154,21 @@ describe("core/time", () => {
     assert.equal(nsToMs(-1n), -1);
     assert.equal(parseApiTime("1700000000.5", {}), 1700000000500000000n);
     assert.equal(parseApiTime("2023-11-14T22:13:20.123456789Z", {}), 1700000000123456789n);
+  });
+
+  it("property: nsColumnToMs is nsToMs on every int64, at ms boundaries and around them", () => {
+    const edges = [0n, 1n, 999_999n, 1_000_000n, -1n, -1_000_000n, -1_000_001n, (1n << 32n) - 1n, 1n << 32n, (1n << 63n) - 1n, -(1n << 63n)];
+    for (const base of [1_700_000_000_000_000_000n, 4_294_967_296_000_000n])
+      for (const d of [-1n, 0n, 1n]) edges.push(base + d, base + 999_999n + d);
+    const check = (xs: bigint[]): void => {
+      const got = nsColumnToMs(BigInt64Array.from(xs));
+      xs.forEach((x, i) => assert.equal(got[i], nsToMs(x), `ns ${x}`));
+    };
+    check(edges);
+    fc.assert(
+      fc.property(fc.array(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), { maxLength: 50 }), (xs) => check(xs)),
+      { numRuns: 300 },
+    );
   });
 });
 

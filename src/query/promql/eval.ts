@@ -484,7 +484,7 @@ export class Evaluator {
   }
 
   private async selectorColumns(q: QueryState, sel: VectorSelector, data: LoadedSeries[], steps: number, pause: () => Promise<void>): Promise<StepColumns> {
-    const out = new ColumnsBuilder(steps, true);
+    const out = new ColumnsBuilder(data.length, steps, true);
     for (let i = 0; i < data.length; i++) {
       if ((i & 255) === 0) await pause();
       const s = data[i]!;
@@ -510,7 +510,7 @@ export class Evaluator {
     assert(param !== null, "only plain range-function calls are precomputed");
     const m = unwrapParens(call.args[MATRIX_ARG.get(call.func)!]!) as MatrixSelector;
     const prepared = prepareKernel(call, param, { warn: (msg, pos) => this.annotate(q, "warning", msg, pos), info: (msg, pos) => this.annotate(q, "info", msg, pos) });
-    const out = new ColumnsBuilder(steps, false);
+    const out = new ColumnsBuilder(data.length, steps, false);
     const env: KernelEnv = { window: { rangeStartMs: 0, rangeEndMs: 0, rangeMs: m.rangeMs }, param, tMs: 0 };
     for (let i = 0; i < data.length; i++) {
       if ((i & 255) === 0) await pause();
@@ -792,11 +792,16 @@ class ColumnsBuilder {
   private chunkEnd: number;
   private n = 0;
 
-  constructor(private readonly steps: number, withTimes: boolean) {
+  constructor(
+    seriesCount: number,
+    private readonly steps: number,
+    withTimes: boolean,
+  ) {
     assert(steps <= 0xffff && steps <= CHUNK_POINTS, "a range query has at most 11,000 steps");
     this.chunkSeries = Math.floor(CHUNK_POINTS / steps);
     this.chunkEnd = this.chunkSeries;
-    const cap = this.chunkSeries * steps;
+    // Scratch for one chunk, no bigger than the leaf needs (a small query must not pay for a big one's buffers).
+    const cap = Math.min(this.chunkSeries, seriesCount) * steps;
     this.stepOf = new Uint16Array(cap);
     this.sidOf = new Int32Array(cap);
     this.valueOf = new Float64Array(cap);

@@ -18,6 +18,7 @@ import type { ConformanceEngine, EngineResult, LoadSeries } from "./conformance.
 import { Evaluator, type SeriesSource } from "./eval.js";
 import { parsePromQL } from "./parse.js";
 import { STALE_NAN } from "./value.js";
+import { nsColumnToMs } from "../../core/time.js";
 
 /** Samples per write request while loading (well under the batch limit). */
 const LOAD_BATCH_SAMPLES = 10_000;
@@ -69,9 +70,7 @@ export class StoreConformanceEngine implements ConformanceEngine {
           samplesMax: DEFAULT_LIMITS.samplesPerReadMax,
         });
         return got.map((s) => {
-          const tMs = new Float64Array(s.timestampsNs.length);
-          for (let i = 0; i < tMs.length; i++) tMs[i] = Number(s.timestampsNs[i]! / 1_000_000n);
-          return { labels: s.labels, tMs, values: s.values };
+          return { labels: s.labels, tMs: nsColumnToMs(s.timestampsNs), values: s.values };
         });
       },
     };
