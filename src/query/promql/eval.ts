@@ -89,7 +89,7 @@ interface ColumnChunk {
   sampleTMs: Float64Array | null;
 }
 
-/** The series-major pass keeps every step's output of a leaf: past this many possible points the leaf is not precomputed. */
+/** The series-major pass keeps every step's output of its leaves: past this many possible points (all leaves of a query) a leaf is not precomputed. */
 const COLUMN_POINTS_MAX = 24_000_000;
 /** Points gathered series-major before they are laid out step-major as one chunk (bounds the scratch buffers). */
 const CHUNK_POINTS = 1 << 20;
@@ -473,12 +473,15 @@ export class Evaluator {
       yieldedAtMs = performance.now();
       this.checkDeadline(q);
     };
+    let columnPoints = 0;
     for (const leaf of leaves) {
       const sel = leaf.kind === "vectorSelector" ? leaf : leaf.kind === "call" ? (unwrapParens(leaf.args[MATRIX_ARG.get(leaf.func)!]!) as MatrixSelector).vector : null;
       assert(sel !== null, "leaves are selectors or calls over one");
       const data = q.data.get(sel);
       assert(data !== undefined, "every selector was fetched in prepare()");
-      if (data.length * steps > COLUMN_POINTS_MAX) continue;
+      // The columns of all leaves together stay within the bound (memory: at most ~24 bytes a point).
+      if (columnPoints + data.length * steps > COLUMN_POINTS_MAX) continue;
+      columnPoints += data.length * steps;
       q.columns.set(leaf, leaf.kind === "vectorSelector" ? await this.selectorColumns(q, leaf, data, steps, pause) : await this.callColumns(q, leaf as Call, data, steps, pause));
     }
   }
@@ -762,14 +765,14 @@ export class Evaluator {
     if (l.kind === "vector" && r.kind === "scalar") return this.checked({ kind: "vector", samples: vectorScalar(e, l.samples, r.v, false, tMs) });
     if (l.kind === "scalar" && r.kind === "vector") return this.checked({ kind: "vector", samples: vectorScalar(e, r.samples, l.v, true, tMs) });
     assert(l.kind === "vector" && r.kind === "vector", "binary operands are scalars or instant vectors (the parser checks types)");
-    const matching: VectorMatching = e.matching ?? { card: isSetOp(e.op) ? "many-to-many" : "one-to-one", on: false, labels: [], include: [] };
+    const m = matchingOf(e);
     switch (e.op) {
       case "and":
       case "or":
       case "unless":
-        return { kind: "vector", samples: setOp(e.op, l.samples, r.samples, matching) };
+        return { kind: "vector", samples: setOp(e.op, l.samples, r.samples, m) };
       default:
-        return this.checked({ kind: "vector", samples: vectorVector(e, l.samples, r.samples, matching, tMs) });
+        return this.checked({ kind: "vector", samples: vectorVector(e, l.samples, r.samples, m, tMs) });
     }
   }
 
@@ -945,21 +948,50 @@ function vectorScalar(e: BinaryExpr, vec: Vector, scalar: number, scalarOnLeft: 
   return out;
 }
 
-/** The match-group key of a series: the on(...) labels, or all but the ignoring(...) ones and the metric name. */
+/** The match-group labels of a series: the on(...) labels, or all but the ignoring(...) ones and the metric name. */
 function matchLabels(labels: Labels, m: VectorMatching): Labels {
   return m.on ? labels.filter(([n]) => m.labels.includes(n)) : labels.filter(([n]) => n !== METRIC_NAME && !m.labels.includes(n));
 }
 
-function setOp(op: "and" | "or" | "unless", lhs: Vector, rhs: Vector, m: VectorMatching): Vector {
-  const rightSigs = new Set(rhs.map((s) => labelsKey(matchLabels(s.labels, m))));
+/**
+ * A binary expression's matching, with what it derives from a series' labels cached: a series keeps its label-set
+ * object for the whole query, so its match key (and, one-to-one, its output labels) is computed once, not per step.
+ */
+interface Matching {
+  m: VectorMatching;
+  sig: WeakMap<Labels, string>;
+  out: WeakMap<Labels, Labels>;
+}
+const matchings = new WeakMap<BinaryExpr, Matching>();
+
+function matchingOf(e: BinaryExpr): Matching {
+  let mm = matchings.get(e);
+  if (mm === undefined) {
+    mm = { m: e.matching ?? { card: isSetOp(e.op) ? "many-to-many" : "one-to-one", on: false, labels: [], include: [] }, sig: new WeakMap(), out: new WeakMap() };
+    matchings.set(e, mm);
+  }
+  return mm;
+}
+
+function signature(mm: Matching, labels: Labels): string {
+  let k = mm.sig.get(labels);
+  if (k === undefined) {
+    k = labelsKey(matchLabels(labels, mm.m));
+    mm.sig.set(labels, k);
+  }
+  return k;
+}
+
+function setOp(op: "and" | "or" | "unless", lhs: Vector, rhs: Vector, mm: Matching): Vector {
+  const rightSigs = new Set(rhs.map((s) => signature(mm, s.labels)));
   switch (op) {
     case "and":
-      return lhs.filter((s) => rightSigs.has(labelsKey(matchLabels(s.labels, m))));
+      return lhs.filter((s) => rightSigs.has(signature(mm, s.labels)));
     case "unless":
-      return lhs.filter((s) => !rightSigs.has(labelsKey(matchLabels(s.labels, m))));
+      return lhs.filter((s) => !rightSigs.has(signature(mm, s.labels)));
     case "or": {
-      const leftSigs = new Set(lhs.map((s) => labelsKey(matchLabels(s.labels, m))));
-      return [...lhs, ...rhs.filter((s) => !leftSigs.has(labelsKey(matchLabels(s.labels, m))))];
+      const leftSigs = new Set(lhs.map((s) => signature(mm, s.labels)));
+      return [...lhs, ...rhs.filter((s) => !leftSigs.has(signature(mm, s.labels)))];
     }
     default:
       return unreachable(op);
@@ -980,14 +1012,15 @@ function resultLabels(many: Labels, one: Labels, op: BinaryOp, m: VectorMatching
   return out;
 }
 
-function vectorVector(e: BinaryExpr, lhsIn: Vector, rhsIn: Vector, m: VectorMatching, tMs: number): Vector {
+function vectorVector(e: BinaryExpr, lhsIn: Vector, rhsIn: Vector, mm: Matching, tMs: number): Vector {
+  const m = mm.m;
   if (m.card === "many-to-many") throw new QueryError("many-to-many only allowed for set operators");
   // The right side is the "one" side; group_right swaps the roles.
   const swapped = m.card === "one-to-many";
   const [many, one] = swapped ? [rhsIn, lhsIn] : [lhsIn, rhsIn];
   const oneSigs = new Map<string, Sample>();
   for (const s of one) {
-    const sig = labelsKey(matchLabels(s.labels, m));
+    const sig = signature(mm, s.labels);
     const dup = oneSigs.get(sig);
     if (dup !== undefined) {
       throw new QueryError(
@@ -999,7 +1032,7 @@ function vectorVector(e: BinaryExpr, lhsIn: Vector, rhsIn: Vector, m: VectorMatc
   const out: Vector = [];
   const matched = new Map<string, Set<string>>();
   for (const ls of many) {
-    const sig = labelsKey(matchLabels(ls.labels, m));
+    const sig = signature(mm, ls.labels);
     const rs = oneSigs.get(sig);
     if (rs === undefined) continue;
     const [l, r] = swapped ? [rs.v, ls.v] : [ls.v, rs.v];
@@ -1008,7 +1041,12 @@ function vectorVector(e: BinaryExpr, lhsIn: Vector, rhsIn: Vector, m: VectorMatc
       v = keep ? 1 : 0;
       keep = true;
     }
-    const labels = resultLabels(ls.labels, rs.labels, e.op, m, e.returnBool);
+    // One-to-one, the output labels depend on the "many" side's alone: cached per series.
+    let labels = m.card === "one-to-one" ? mm.out.get(ls.labels) : undefined;
+    if (labels === undefined) {
+      labels = resultLabels(ls.labels, rs.labels, e.op, m, e.returnBool);
+      if (m.card === "one-to-one") mm.out.set(ls.labels, labels);
+    }
     // Matching errors are raised even for pairs a comparison then filters out, as Prometheus 3 does.
     const inserted = matched.get(sig);
     if (m.card === "one-to-one") {
