@@ -412,8 +412,8 @@ export function callFunction(call: Call, args: Value[], window: MatrixWindow | n
       const dst = stringArg(args[1]);
       const sep = stringArg(args[2]);
       const srcs = args.slice(3).map(stringArg);
-      checkLabelName(dst, "label_join");
-      for (const s of srcs) checkLabelName(s, "label_join");
+      checkLabelName(dst, "label_join", "destination");
+      for (const s of srcs) checkLabelName(s, "label_join", "source");
       return {
         kind: "vector",
         samples: vectorArg(args[0]).map((s) => ({ ...s, labels: setLabel(s.labels, dst, srcs.map((n) => labelValue(s.labels, n)).join(sep)) })),
@@ -489,8 +489,12 @@ function naturalCompare(a: string, b: string): number {
   return pa.length - pb.length;
 }
 
-function checkLabelName(name: string, fn: string): void {
-  if (name === "") throw new QueryError(`invalid label name "${name}" in ${fn}()`);
+/**
+ * Prometheus 3's label-name rule (UTF-8 names): not empty, valid UTF-8. A string literal's bytes that are not UTF-8
+ * reach here as lone surrogates (parse.ts, unquoteLenient), which \p{Cs} finds.
+ */
+function checkLabelName(name: string, fn: string, role: "destination" | "source"): void {
+  if (name === "" || /\p{Cs}/u.test(name)) throw new QueryError(`invalid ${role} label name in ${fn}(): ${name}`);
 }
 
 /** Go's regexp.Expand template syntax: $1, ${1}, $name, ${name}, $$. */
@@ -511,7 +515,7 @@ function labelReplace(vec: Vector, dst: string, replacement: string, src: string
   } catch (e) {
     throw new QueryError(`invalid regular expression in label_replace(): ${regex}: ${(e as Error).message}`);
   }
-  checkLabelName(dst, "label_replace");
+  checkLabelName(dst, "label_replace", "destination");
   return {
     kind: "vector",
     samples: vec.map((s) => {
