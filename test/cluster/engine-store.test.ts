@@ -1,10 +1,7 @@
 // EngineStore: the storage engine as the protocol's ReplicaStore. The same store-level scenarios run against
 // MemoryStore (the reference semantics) and EngineStore; then restart and flush through REPLICA_LOG records.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { BatchBuilder, batchDigest, encodeBatch } from "../../src/core/batch.js";
@@ -16,6 +13,7 @@ import type { Ballot, BatchPayload, Message, PrepareReplyMsg } from "../../src/c
 import { ReplicaMachine, type ReplicaEffect } from "../../src/cluster/protocol/replica.js";
 import { applyLogRecord, MemoryStore, type ReplicaLogRecord, type ReplicaStore } from "../../src/cluster/protocol/store.js";
 import { Engine } from "../../src/storage/engine.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
 const NODES = ["a", "b", "c"];
 const ballot = (t: bigint, node = "g#1"): Ballot => ({ t, node });
@@ -27,16 +25,7 @@ function payload(id: string, points: [number, number][], hlc = 1n): BatchPayload
   return { batchId: id, shardId: 0, sha256: batchDigest(bytes), hlc, bytes };
 }
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "hqts-engine-store-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("hqts-engine-store-");
 
 interface Opened {
   engine: Engine;

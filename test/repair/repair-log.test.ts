@@ -3,10 +3,9 @@
 // metrics.
 
 import assert from "node:assert/strict";
-import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { appendFile, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { Registry } from "prom-client";
 import { InvariantError } from "../../src/core/assert.js";
 import {
@@ -21,17 +20,9 @@ import {
   type RepairInput,
   type RepairLogOptions,
 } from "../../src/repair/log.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function dataDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "hqts-repairlog-"));
-  dirs.push(d);
-  return d;
-}
+const dataDir = tempDirs("hqts-repairlog-");
 
 function input(over: Partial<RepairInput> = {}): RepairInput {
   return {

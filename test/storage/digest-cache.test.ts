@@ -4,10 +4,9 @@
 // changed (no scan when nothing did, one window's scan after one write).
 
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import fc from "fast-check";
 import { pino } from "pino";
 import { Registry } from "prom-client";
@@ -18,17 +17,9 @@ import { DEFAULT_LIMITS } from "../../src/core/limits.js";
 import { makeMatcher } from "../../src/core/matchers.js";
 import { DIGEST_WINDOW_NS, Engine, openEngine, type WindowDigest } from "../../src/storage/engine.js";
 import { pointHash } from "../../src/storage/point-digest.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "hqts-digest-cache-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("hqts-digest-cache-");
 
 async function open(dir: string, retentionMs: number | null = null): Promise<Engine> {
   return (await openEngine({ dataDir: dir, limits: DEFAULT_LIMITS, retentionMs, acceptDataLoss: false, log: pino({ level: "silent" }), metrics: new Registry() })) as Engine;

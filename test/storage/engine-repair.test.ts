@@ -3,10 +3,9 @@
 // durability through REPAIR WAL records, and a batch split among blocks.
 
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { BatchBuilder, encodeBatch, encodeWithDigest, type Batch, type Origin } from "../../src/core/batch.js";
@@ -18,17 +17,9 @@ import { BlockReader, writeBlock } from "../../src/storage/block-io.js";
 import { Engine, openEngine, type RepairMeta } from "../../src/storage/engine.js";
 import { decodeWalRepair, encodeWalRepair, WalRecordType } from "../../src/storage/wal-payload.js";
 import { Wal } from "../../src/wal/wal.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "hqts-repair-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("hqts-repair-");
 
 interface Opened {
   e: Engine;

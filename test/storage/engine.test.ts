@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { BatchBuilder, sameValue, type Batch, type Origin } from "../../src/core/batch.js";
@@ -12,17 +11,9 @@ import { DEFAULT_LIMITS } from "../../src/core/limits.js";
 import { makeMatcher } from "../../src/core/matchers.js";
 import { openEngine, type EngineOptions } from "../../src/storage/engine.js";
 import type { StorageEngine } from "../../src/storage/engine-api.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "hqts-engine-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("hqts-engine-");
 
 function open(dataDir: string, extra: Partial<EngineOptions> = {}): Promise<StorageEngine> {
   return openEngine({ dataDir, limits: DEFAULT_LIMITS, retentionMs: null, acceptDataLoss: false, log: pino({ level: "silent" }), metrics: new Registry(), ...extra });

@@ -2,24 +2,16 @@
 // its file (saved on close, read back on open, set aside when damaged).
 
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { pino } from "pino";
 import type { MetricMetadata } from "../../src/core/metadata.js";
 import { DEFAULT_METADATA_LIMITS, mergeMetadata, MetadataStore, type MetadataLimits } from "../../src/storage/metadata.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function fileIn(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "hqts-metadata-"));
-  dirs.push(d);
-  return join(d, "metadata.hqm");
-}
+const tempDir = tempDirs("hqts-metadata-");
+const fileIn = async (): Promise<string> => join(await tempDir(), "metadata.hqm");
 
 const log = pino({ level: "silent" });
 const m = (metric: string, type: MetricMetadata["type"], help: string, unit = ""): MetricMetadata => ({ metric, type, help, unit });

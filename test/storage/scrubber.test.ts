@@ -3,10 +3,9 @@
 // (onDamage "quarantine") and reports it.
 
 import assert from "node:assert/strict";
-import { readFile, mkdtemp, readdir, rm, stat, truncate } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, readdir, rm, stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { BatchBuilder, encodeBatch, encodeWithDigest, type Batch } from "../../src/core/batch.js";
@@ -21,17 +20,9 @@ import { Scrubber, SCRUB_SLEEP_MIN_MS, type ScrubClock, type ScrubFinding, type 
 import { scanSegment } from "../../src/wal/record.js";
 import type { Wal } from "../../src/wal/wal.js";
 import { flipByte } from "../wal/util.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "hqts-scrub-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("hqts-scrub-");
 
 const silent = pino({ level: "silent" });
 
