@@ -4,6 +4,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
 import { startNode, stopAll, type NodeProc } from "../helpers/node-proc.js";
 import { exportSeries, http, type Answer, type ReceiptJson } from "../helpers/http.js";
 import { body, HEADERS, type Ts } from "../helpers/remote-write.js";
@@ -107,8 +108,12 @@ describe("POST /api/v1/write", () => {
 
     await n.stop({ keepData: true });
     const again = await startNode({ dataDir: n.dataDir });
-    assert.deepEqual((await http(`${again.url}/api/v1/metadata`)).json(), { status: "success", data: want }, "metadata survives a restart");
-    await again.stop();
+    try {
+      assert.deepEqual((await http(`${again.url}/api/v1/metadata`)).json(), { status: "success", data: want }, "metadata survives a restart");
+    } finally {
+      await again.stop();
+      await rm(n.dataDir, { recursive: true, force: true });
+    }
   });
 
   test("bad requests: 400 naming the series, nothing of the request stored", async () => {
