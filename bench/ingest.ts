@@ -22,7 +22,7 @@ import { parseArgs } from "node:util";
 import { loadJsonLinesFile, type Dataset } from "./lib/dataset.js";
 import { HqtsDriver, VictoriaMetricsDriver, type DbDriver, type DbRun } from "./lib/dbs.js";
 import { ingest } from "./lib/load.js";
-import { installCleanupHandlers, stopAll } from "./lib/procs.js";
+import { installCleanupHandlers, runMain } from "./lib/procs.js";
 import { chooseQueries, timeRead, type ReadQuery } from "./lib/queries.js";
 import { computeRatios, formatDataset, readWarnings, type DatasetResult, type DbResult } from "./lib/report.js";
 import { DEFAULT_SYNTHETIC_START_MS, buildSyntheticDataset } from "./lib/synthetic.js";
@@ -236,13 +236,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main()
-  .then(async (code) => {
-    await stopAll();
-    process.exit(code);
-  })
-  .catch(async (e: unknown) => {
-    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
-    await stopAll();
-    process.exit(2);
-  });
+runMain(main);

@@ -19,7 +19,7 @@ import { RequestPacker } from "./lib/dataset.js";
 import { vmBinary } from "./lib/dbs.js";
 import { HttpClient, excerpt, waitReady } from "./lib/http.js";
 import { Prng } from "./lib/prng.js";
-import { freePort, installCleanupHandlers, startProcess, stopAll, type ManagedProcess } from "./lib/procs.js";
+import { freePort, installCleanupHandlers, runMain, startProcess, type ManagedProcess } from "./lib/procs.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -671,13 +671,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main()
-  .then(async (code) => {
-    await stopAll();
-    process.exit(code);
-  })
-  .catch(async (e: unknown) => {
-    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
-    await stopAll();
-    process.exit(2);
-  });
+runMain(main);

@@ -107,6 +107,20 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop()));
 }
 
+/** Runs a harness's main: stops every child it started, then exits with main's code (2 if main threw). */
+export function runMain(main: () => Promise<number>): void {
+  main()
+    .then(async (code) => {
+      await stopAll();
+      process.exit(code);
+    })
+    .catch(async (e: unknown) => {
+      console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+      await stopAll();
+      process.exit(2);
+    });
+}
+
 let handlersInstalled = false;
 /** On SIGINT/SIGTERM stop every child, then exit; at exit SIGKILL any left. */
 export function installCleanupHandlers(): void {

@@ -16,8 +16,9 @@
 // 404 not_found, 405, 413 too_large.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { BadInputError, HqError, NotFoundError, TooLargeError } from "../core/errors.js";
+import { BadInputError, HqError, NotFoundError } from "../core/errors.js";
 import { DIRECTIONS, LinkProxy, type Direction, type FaultState, type LinkCounters, type LinkFaults, type LinkProxyOptions } from "./proxy.js";
+import { readJsonBody } from "../net/body.js";
 
 export interface LinkInfo {
   name: string;
@@ -165,21 +166,6 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > CONTROL_BODY_BYTES_MAX) throw new TooLargeError("control request body (bytes)", CONTROL_BODY_BYTES_MAX, { field: "body" });
-    parts.push(chunk);
-  }
-  const text = Buffer.concat(parts).toString("utf8");
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new BadInputError("body is not valid JSON", { field: "body" });
-  }
-}
 
 /** The control API as a node:http request listener. */
 export function controlHandler(registry: LinkRegistry): (req: IncomingMessage, res: ServerResponse) => void {
@@ -207,7 +193,7 @@ export function controlHandler(registry: LinkRegistry): (req: IncomingMessage, r
       const names = registry.match(name); // 404 before reading the body
       if (method === "GET") return void send(res, 200, { links: names.map((n) => registry.info(n)) });
       if (method === "PUT") {
-        const change = parseFaultChange(await readJson(req));
+        const change = parseFaultChange(await readJsonBody(req, CONTROL_BODY_BYTES_MAX));
         // Validated on every link before any changes, so a bad value leaves all of them as they were.
         for (const n of names) registry.get(n).checkFaults(change);
         for (const n of names) registry.set(n, change);

@@ -24,6 +24,7 @@ import { fromHex, sha256, toHex } from "../core/hash.js";
 import type { Engine } from "../storage/engine.js";
 import { compareBallot, maxBallot, ZERO_BALLOT, type Ballot, type BatchPayload, type FlushedBatch, type NodeId } from "./protocol/messages.js";
 import type { BatchState, ReplicaLogRecord, ReplicaStore, ReserveResult, StoredBatch } from "./protocol/store.js";
+import { INT64_MAX, INT64_MIN } from "../core/time.js";
 
 interface Rec {
   batchId: string;
@@ -190,8 +191,6 @@ export class EngineStore implements ReplicaStore {
 
 const LOG_VERSION = 1;
 const TAG = Object.freeze({ prepare: 1, vote: 2, fence: 3, commit: 4, abort: 5, install: 6, rebuilt: 7 });
-const INT64_MIN = -(1n << 63n);
-const INT64_MAX = (1n << 63n) - 1n;
 
 function i64(v: bigint, what: string): bigint {
   assert(v >= INT64_MIN && v <= INT64_MAX, `${what} ${v} out of the int64 range of the replica log`);

@@ -22,9 +22,8 @@ import type { SelectedSeries } from "../storage/engine-api.js";
 import type { FlushedBatch } from "./protocol/messages.js";
 import { ALL_SERIES, newMeter, setsForKeys, type BatchMeta, type PeerReader, type ReadMeter } from "./peer-read.js";
 import { mergeSeries } from "./read-merge.js";
+import { INT64_MAX, INT64_MIN } from "../core/time.js";
 
-export const INT64_MIN = -(1n << 63n);
-export const INT64_MAX = (1n << 63n) - 1n;
 
 export interface InstallReport {
   stored: number;

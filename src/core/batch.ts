@@ -201,6 +201,8 @@ export function encodeWithDigest(b: Batch): EncodedBatch {
 }
 
 const BATCH_ID = /^[\x21-\x7e]+$/;
+/** Every stored batch id (an Idempotency-Key, a digest, a partial write's id) is at most this long (docs/format/batch.md). */
+export const BATCH_ID_BYTES_MAX = 128;
 
 /** The batch id: the Idempotency-Key when given (validated), else the content digest. */
 export function resolveBatchId(idempotencyKey: string | null | undefined, digestHex: string, maxBytes: number): string {

@@ -10,6 +10,7 @@
 import { BadInputError, TooLargeError } from "../core/errors.js";
 import type { Labels } from "../core/labels.js";
 import { matchesLabels, type Matcher } from "../core/matchers.js";
+import { INT64_MAX } from "../core/time.js";
 
 export type FillPolicy = "none" | "previous" | "linear";
 export const FILL_POLICIES: readonly FillPolicy[] = ["none", "previous", "linear"];
@@ -42,7 +43,6 @@ const NS_PER_UNIT: Readonly<Record<string, bigint>> = {
   d: 86_400n * 1_000_000_000n,
   w: 7n * 86_400n * 1_000_000_000n,
 };
-const INT64_MAX = (1n << 63n) - 1n;
 
 /**
  * A positive duration such as 10s, 1m30s, 500ms, 24h, 2w (units ns, us, µs,

@@ -16,7 +16,7 @@
 
 import protobuf from "protobufjs/minimal.js";
 import { assert } from "../core/assert.js";
-import { BatchBuilder, sameValue, type Batch, type BatchSeries, type EncodedBatch } from "../core/batch.js";
+import { BATCH_ID_BYTES_MAX, BatchBuilder, sameValue, type Batch, type BatchSeries, type EncodedBatch } from "../core/batch.js";
 import { BadInputError, TooLargeError, type ConflictingPoint } from "../core/errors.js";
 import { toHex, sha256 } from "../core/hash.js";
 import { canonicalLabels, METRIC_NAME, seriesKey, type Labels } from "../core/labels.js";
@@ -507,8 +507,6 @@ export function withoutPoints(batch: Batch, points: readonly ConflictingPoint[])
   return { batch: { ...batch, series, sampleCount: total }, removed };
 }
 
-/** Batch ids are at most this long everywhere they are stored (provenance leaves, archives). */
-const BATCH_ID_BYTES_MAX = 128;
 const PARTIAL = "~partial-";
 const PARTIAL_DIGEST_HEX = 40;
 

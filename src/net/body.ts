@@ -117,3 +117,13 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on("close", onClose);
   });
 }
+
+/** readBody, then JSON: a body that is not JSON is a BadInputError (400) naming the body. */
+export async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBody(req, limit);
+  try {
+    return JSON.parse(body.toString("utf8")) as unknown;
+  } catch {
+    throw new BadInputError("body is not valid JSON", { field: "body" });
+  }
+}

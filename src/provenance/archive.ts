@@ -16,6 +16,7 @@ import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { assert } from "../core/assert.js";
+import { BATCH_ID_BYTES_MAX } from "../core/batch.js";
 import { syncDir, writeFully } from "../wal/file-io.js";
 import { ByteWriter } from "../core/bytes.js";
 import { BadInputError, ConflictError, CorruptionError, OverloadError, TooLargeError, UnavailableError } from "../core/errors.js";
@@ -28,7 +29,7 @@ export const ARCHIVE_MAGIC = 0x31415148;
 const MAGIC_BYTES = Buffer.from("HQA1", "latin1");
 /** magic, crc32c, bodyLength. */
 export const ARCHIVE_RECORD_HEADER_BYTES = 12;
-export const ARCHIVE_BATCH_ID_BYTES_MAX = 128;
+export const ARCHIVE_BATCH_ID_BYTES_MAX = BATCH_ID_BYTES_MAX;
 export const ARCHIVE_RAW_BYTES_MAX = 64 * 1024 * 1024;
 const DIGEST_BYTES = 32;
 /** Largest body a reader accepts: the id (with a 2-byte uvarint), digest, rawLength, codec and a stored payload. */

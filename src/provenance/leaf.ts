@@ -8,16 +8,15 @@
 import { ByteReader, ByteWriter } from "../core/bytes.js";
 import { BadInputError } from "../core/errors.js";
 import { fromHex, toHex } from "../core/hash.js";
-import { ORIGIN_BY_CODE, ORIGIN_CODE, type Origin } from "../core/batch.js";
+import { BATCH_ID_BYTES_MAX, ORIGIN_BY_CODE, ORIGIN_CODE, type Origin } from "../core/batch.js";
 import { leafHash } from "./merkle.js";
+import { INT64_MAX, INT64_MIN } from "../core/time.js";
 
 export const LEAF_MAGIC = 0x314c5148; // "HQL1" little-endian
 export const LEAF_VERSION = 1;
-/** Batch ids are at most 128 bytes (docs/format/batch.md); the rest is fixed: an entry stays well under this. */
+/** Batch ids are at most BATCH_ID_BYTES_MAX (128) bytes; the rest is fixed: an entry stays well under this. */
 export const LEAF_ENTRY_BYTES_MAX = 512;
 
-const INT64_MIN = -(1n << 63n);
-const INT64_MAX = (1n << 63n) - 1n;
 
 export interface LeafEntry {
   batchId: string;
@@ -30,7 +29,8 @@ export interface LeafEntry {
 }
 
 export function encodeLeaf(e: LeafEntry): Uint8Array {
-  if (e.batchId.length === 0 || Buffer.byteLength(e.batchId) > 128) throw new BadInputError(`leaf: batch id of ${Buffer.byteLength(e.batchId)} bytes (1-128)`, { field: "batchId" });
+  if (e.batchId.length === 0 || Buffer.byteLength(e.batchId) > BATCH_ID_BYTES_MAX)
+    throw new BadInputError(`leaf: batch id of ${Buffer.byteLength(e.batchId)} bytes (1-${BATCH_ID_BYTES_MAX})`, { field: "batchId" });
   if (!/^[0-9a-f]{64}$/.test(e.sha256)) throw new BadInputError("leaf: sha256 must be 64 lowercase hex digits", { field: "sha256" });
   if (!Number.isInteger(e.shardId) || e.shardId < 0 || e.shardId > 0xffffffff) throw new BadInputError(`leaf: shard id ${e.shardId}`, { field: "shardId" });
   if (e.hlc < INT64_MIN || e.hlc > INT64_MAX) throw new BadInputError(`leaf: hlc ${e.hlc} is not an int64`, { field: "hlc" });

@@ -10,6 +10,7 @@ import { toHex } from "../core/hash.js";
 import { CUT_LEAVES_MAX, type Ledger } from "./ledger.js";
 import { proofToHex } from "./merkle.js";
 import type { ProvenanceService } from "./service.js";
+import { readJsonBody } from "../net/body.js";
 
 /** Batch ids per POST /hq/v1/proof/batches. */
 export const PROOF_BATCHES_MAX = 256;
@@ -47,20 +48,6 @@ function intParam(url: URL, name: string, required: boolean): number | null {
   return Number(v);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > BODY_BYTES_MAX) throw new TooLargeError("proof request body (bytes)", BODY_BYTES_MAX, { field: "body" });
-    parts.push(chunk);
-  }
-  try {
-    return JSON.parse(Buffer.concat(parts).toString("utf8")) as unknown;
-  } catch {
-    throw new BadInputError("body is not valid JSON", { field: "body" });
-  }
-}
 
 export function proofRoutes(source: () => ProofSource | null): ProofRoute[] {
   const get = (): ProofSource => {
@@ -110,7 +97,7 @@ export function proofRoutes(source: () => ProofSource | null): ProofRoute[] {
   };
   const batches: Handler = async (_c, req, res) => {
     const { ledger, service, engine } = get();
-    const body = (await readJson(req)) as { ids?: unknown; size?: unknown; bytes?: unknown };
+    const body = (await readJsonBody(req, BODY_BYTES_MAX)) as { ids?: unknown; size?: unknown; bytes?: unknown };
     if (typeof body !== "object" || body === null) throw new BadInputError("body must be a JSON object", { field: "body" });
     if (!Array.isArray(body.ids) || body.ids.some((x) => typeof x !== "string")) throw new BadInputError("ids must be an array of batch ids", { field: "ids" });
     if (body.ids.length > PROOF_BATCHES_MAX) throw new TooLargeError("batch ids per request", PROOF_BATCHES_MAX, { field: "ids" });

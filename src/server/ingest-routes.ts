@@ -184,16 +184,10 @@ export async function handleRemoteWrite(ctx: RouteContext, req: IncomingMessage,
     if (decoded.metadataDropped > 0) headers["X-HQ-Metadata-Dropped"] = String(decoded.metadataDropped);
 
     const deduped = decoded.batch === null ? null : applyHaDedup(ctx, decoded.batch, engine, headers);
-    if (decoded.batch !== null && deduped === null) {
-      // Every sample a second copy of an HA pair's: nothing to store, and nothing wrong.
-      ctx.metrics.ingestRequests.inc({ format, outcome: "ha-duplicate" });
-      res.writeHead(204, { ...headers, "X-HQ-Samples-Written": "0" });
-      res.end();
-      return;
-    }
     if (deduped === null) {
-      // Metadata only (or series without samples): Prometheus sends these; no samples to store.
-      ctx.metrics.ingestRequests.inc({ format, outcome: "empty" });
+      // No samples (metadata only, or series without samples: Prometheus sends these), or every sample a second
+      // copy of an HA pair's: nothing to store, and nothing wrong.
+      ctx.metrics.ingestRequests.inc({ format, outcome: decoded.batch === null ? "empty" : "ha-duplicate" });
       res.writeHead(204, { ...headers, "X-HQ-Samples-Written": "0" });
       res.end();
       return;

@@ -242,6 +242,22 @@ export class BlockReader {
     return d;
   }
 
+  /** All of one series' chunks, read (and verified) as readChunk does, as one column set in time order. */
+  readSeriesData(entry: BlockSeriesEntry): ChunkData {
+    const parts = entry.chunks.map((c) => this.readChunk(c));
+    const n = parts.reduce((k, p) => k + p.timestampsNs.length, 0);
+    const d: ChunkData = { timestampsNs: new BigInt64Array(n), values: new Float64Array(n), origins: new Uint8Array(n), batchRefs: new Uint32Array(n) };
+    let at = 0;
+    for (const p of parts) {
+      d.timestampsNs.set(p.timestampsNs, at);
+      d.values.set(p.values, at);
+      d.origins.set(p.origins, at);
+      d.batchRefs.set(p.batchRefs, at);
+      at += p.timestampsNs.length;
+    }
+    return d;
+  }
+
   /** Scrubs the whole file from disk: every checksum, every chunk decode, the layout and the Merkle root. */
   verify(): VerifyResult {
     return verifyFd(this.handle(), this.meta.path);

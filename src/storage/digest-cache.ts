@@ -14,6 +14,7 @@
 import { assert } from "../core/assert.js";
 import type { WindowDigest } from "./engine-api.js";
 import type { DigestSum } from "./point-digest.js";
+import { INT64_MAX, INT64_MIN } from "../core/time.js";
 
 /** The visible points of one window: their digest and the time span they cover (to serve a clipped window). */
 export interface WindowScan {
@@ -39,8 +40,6 @@ interface Entry {
  */
 export const DIGEST_RECOMPUTE_RUNS_MAX = 64;
 
-const INT64_MIN = -(1n << 63n);
-const INT64_MAX = (1n << 63n) - 1n;
 
 export class DigestWindowCache {
   /** False until the first request scans everything; until then there is nothing to invalidate. */

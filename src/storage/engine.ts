@@ -30,7 +30,7 @@ import type { Labels } from "../core/labels.js";
 import type { Limits } from "../core/limits.js";
 import { matchesLabels, type Matcher } from "../core/matchers.js";
 import type { Receipt } from "../core/receipt.js";
-import { nowNs } from "../core/time.js";
+import { INT64_MAX, INT64_MIN, nowNs } from "../core/time.js";
 import { isCorruption, RECORD_BYTES_MAX_DEFAULT, Wal } from "../wal/wal.js";
 import { BlockReader, blockFileMinTimeNs, readBlockFooter, writeBlock } from "./block-io.js";
 import type { BlockBatchEntry, BlockSeriesEntry, BlockSeriesInput, ChunkRef } from "./block-format.js";
@@ -1668,7 +1668,7 @@ export class Engine implements StorageEngine {
           const r = h.batchRefs[i]!;
           let j = i + 1;
           while (j < hi && h.batchRefs[j] === r) j++;
-          if (this.headBatches[r]!.phase === "committed") {
+          if (this.visible(h, i)) {
             runs.push([i, j, r]);
             n += j - i;
           }
@@ -1852,8 +1852,6 @@ interface RepairInstall {
   divergentCount: number;
 }
 
-const INT64_MIN = -(1n << 63n);
-const INT64_MAX = (1n << 63n) - 1n;
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);

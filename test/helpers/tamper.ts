@@ -23,17 +23,8 @@ export async function rewriteBlockValue(path: string, pick: (seriesKey: string) 
   const series: BlockSeriesInput[] = [];
   try {
     for (const s of r.series()) {
-      const parts = s.chunks.map((c) => r.readChunk(c));
-      const n = parts.reduce((a, p) => a + p.timestampsNs.length, 0);
-      const data = { timestampsNs: new BigInt64Array(n), values: new Float64Array(n), origins: new Uint8Array(n), batchRefs: new Uint32Array(n) };
-      let at = 0;
-      for (const p of parts) {
-        data.timestampsNs.set(p.timestampsNs, at);
-        data.values.set(p.values, at);
-        data.origins.set(p.origins, at);
-        data.batchRefs.set(p.batchRefs, at);
-        at += p.timestampsNs.length;
-      }
+      const data = r.readSeriesData(s);
+      const n = data.timestampsNs.length;
       if (done === null && n > 0 && pick(s.key)) {
         const before = data.values[0]!;
         data.values[0] = f(before);

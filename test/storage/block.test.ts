@@ -78,18 +78,7 @@ function sameBits(a: Float64Array, b: Float64Array): boolean {
 async function readAll(reader: BlockReader): Promise<Map<string, ChunkData>> {
   const out = new Map<string, ChunkData>();
   for (const s of reader.series()) {
-    const parts = s.chunks.map((c) => reader.readChunk(c));
-    const n = parts.reduce((k, p) => k + p.timestampsNs.length, 0);
-    const d: ChunkData = { timestampsNs: new BigInt64Array(n), values: new Float64Array(n), origins: new Uint8Array(n), batchRefs: new Uint32Array(n) };
-    let at = 0;
-    for (const p of parts) {
-      d.timestampsNs.set(p.timestampsNs, at);
-      d.values.set(p.values, at);
-      d.origins.set(p.origins, at);
-      d.batchRefs.set(p.batchRefs, at);
-      at += p.timestampsNs.length;
-    }
-    out.set(s.key, d);
+    out.set(s.key, reader.readSeriesData(s));
   }
   return out;
 }

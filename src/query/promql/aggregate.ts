@@ -42,15 +42,107 @@ export function groupOf(expr: AggregateExpr, labels: Labels): GroupId {
   return id;
 }
 
-interface Group {
-  labels: Labels;
+/** The running state of the aggregations that fold floats: sum, avg, min, max, count(_values), group, stddev, stdvar. */
+interface FloatGroup {
   count: number;
   value: number;
   kahanC: number;
   mean: number;
   incrementalMean: boolean;
+}
+
+interface Group extends FloatGroup {
+  labels: Labels;
   values: number[];
   members: Sample[];
+}
+
+/** A group's state after its first sample `f`. */
+function startFloats(op: FloatOp, g: FloatGroup, f: number): void {
+  g.count = 1;
+  g.value = op === "stddev" || op === "stdvar" ? (Number.isFinite(f) ? 0 : NaN) : f;
+  g.kahanC = 0;
+  g.mean = f;
+  g.incrementalMean = false;
+}
+
+/** Folds one more sample into a group, as Prometheus's aggregation.go does (Kahan sums, the overflow-safe mean). */
+function addFloat(op: FloatOp, g: FloatGroup, f: number): void {
+  switch (op) {
+    case "sum":
+      [g.value, g.kahanC] = kahanSumInc(f, g.value, g.kahanC);
+      return;
+    case "avg": {
+      g.count++;
+      if (!g.incrementalMean) {
+        const [newV, newC] = kahanSumInc(f, g.value, g.kahanC);
+        if (Number.isFinite(newV) || Number.isNaN(newV)) {
+          g.value = newV;
+          g.kahanC = newC;
+          return;
+        }
+        // The running sum would overflow: continue with an incremental mean.
+        g.incrementalMean = true;
+        g.mean = g.value / (g.count - 1);
+        g.kahanC /= g.count - 1;
+      }
+      const q = (g.count - 1) / g.count;
+      [g.mean, g.kahanC] = kahanSumInc(f / g.count, q * g.mean, q * g.kahanC);
+      return;
+    }
+    case "max":
+      if (g.value < f || Number.isNaN(g.value)) g.value = f;
+      return;
+    case "min":
+      if (g.value > f || Number.isNaN(g.value)) g.value = f;
+      return;
+    case "count":
+    case "count_values":
+    case "group":
+      g.count++;
+      return;
+    case "stddev":
+    case "stdvar": {
+      g.count++;
+      const delta = f - g.mean;
+      g.mean += delta / g.count;
+      g.value += delta * (f - g.mean);
+      return;
+    }
+    default:
+      unreachable(op);
+  }
+}
+
+/** The value of a group folded by addFloat. */
+function floatResult(op: FloatOp, g: FloatGroup): number {
+  switch (op) {
+    case "sum":
+      return g.value + g.kahanC;
+    case "avg":
+      return g.incrementalMean ? g.mean + g.kahanC : g.value / g.count + g.kahanC / g.count;
+    case "max":
+    case "min":
+      return g.value;
+    case "count":
+    case "count_values":
+      return g.count;
+    case "group":
+      return 1;
+    case "stdvar":
+      return g.value / g.count;
+    case "stddev":
+      return Math.sqrt(g.value / g.count);
+    default:
+      return unreachable(op);
+  }
+}
+
+const FLOAT_OPS = ["sum", "avg", "min", "max", "count", "count_values", "group", "stddev", "stdvar"] as const;
+type FloatOp = (typeof FLOAT_OPS)[number];
+
+function isFloatOp(op: string): op is FloatOp {
+  return (FLOAT_OPS as readonly string[]).includes(op);
 }
 
 /** A 53-bit FNV-1a of the label set: limit_ratio needs a stable per-series position in [0, 1). */
@@ -129,8 +221,7 @@ export function aggregate(expr: AggregateExpr, input: Vector, param: number | st
     let g = groups.get(key);
     if (g === undefined) {
       g = { labels: gl, count: 1, value: f, kahanC: 0, mean: f, incrementalMean: false, values: [], members: [] };
-      if ((op === "stddev" || op === "stdvar") && !Number.isFinite(f)) g.value = NaN;
-      else if (op === "stddev" || op === "stdvar") g.value = 0;
+      if (isFloatOp(op)) startFloats(op, g, f);
       groups.set(key, g);
       order.push(g);
       if (op === "quantile") g.values.push(f);
@@ -138,47 +229,11 @@ export function aggregate(expr: AggregateExpr, input: Vector, param: number | st
       if (op === "limit_ratio" && keepForRatio(s.labels, ratio)) g.members.push(s);
       continue;
     }
+    if (isFloatOp(op)) {
+      addFloat(op, g, f);
+      continue;
+    }
     switch (op) {
-      case "sum":
-        [g.value, g.kahanC] = kahanSumInc(f, g.value, g.kahanC);
-        break;
-      case "avg": {
-        g.count++;
-        if (!g.incrementalMean) {
-          const [newV, newC] = kahanSumInc(f, g.value, g.kahanC);
-          if (Number.isFinite(newV) || Number.isNaN(newV)) {
-            g.value = newV;
-            g.kahanC = newC;
-            break;
-          }
-          // The running sum would overflow: continue with an incremental mean.
-          g.incrementalMean = true;
-          g.mean = g.value / (g.count - 1);
-          g.kahanC /= g.count - 1;
-        }
-        const q = (g.count - 1) / g.count;
-        [g.mean, g.kahanC] = kahanSumInc(f / g.count, q * g.mean, q * g.kahanC);
-        break;
-      }
-      case "max":
-        if (g.value < f || Number.isNaN(g.value)) g.value = f;
-        break;
-      case "min":
-        if (g.value > f || Number.isNaN(g.value)) g.value = f;
-        break;
-      case "count":
-      case "count_values":
-      case "group":
-        g.count++;
-        break;
-      case "stddev":
-      case "stdvar": {
-        g.count++;
-        const delta = f - g.mean;
-        g.mean += delta / g.count;
-        g.value += delta * (f - g.mean);
-        break;
-      }
       case "quantile":
         g.values.push(f);
         break;
@@ -197,30 +252,11 @@ export function aggregate(expr: AggregateExpr, input: Vector, param: number | st
 
   const out: Vector = [];
   for (const g of order) {
+    if (isFloatOp(op)) {
+      out.push({ labels: g.labels, v: floatResult(op, g), tMs });
+      continue;
+    }
     switch (op) {
-      case "sum":
-        out.push({ labels: g.labels, v: g.value + g.kahanC, tMs });
-        break;
-      case "avg":
-        out.push({ labels: g.labels, v: g.incrementalMean ? g.mean + g.kahanC : g.value / g.count + g.kahanC / g.count, tMs });
-        break;
-      case "max":
-      case "min":
-        out.push({ labels: g.labels, v: g.value, tMs });
-        break;
-      case "count":
-      case "count_values":
-        out.push({ labels: g.labels, v: g.count, tMs });
-        break;
-      case "group":
-        out.push({ labels: g.labels, v: 1, tMs });
-        break;
-      case "stdvar":
-        out.push({ labels: g.labels, v: g.value / g.count, tMs });
-        break;
-      case "stddev":
-        out.push({ labels: g.labels, v: Math.sqrt(g.value / g.count), tMs });
-        break;
       case "quantile":
         out.push({ labels: g.labels, v: quantile(param as number, g.values), tMs });
         break;
@@ -275,102 +311,40 @@ export interface IndexedStep {
   values: Float64Array;
 }
 
-/** Per-group scratch reused across steps: sized for the group count, reset by stamping, not by clearing. */
+/** Per-group state reused across steps: sized for the group count, reset by stamping, not by clearing. */
 export class GroupScratch {
-  readonly value: Float64Array;
-  readonly kahanC: Float64Array;
-  readonly mean: Float64Array;
-  readonly count: Float64Array;
-  readonly incremental: Uint8Array;
+  readonly groups: FloatGroup[];
   readonly stamp: Int32Array;
   round = 0;
 
   constructor(groups: number) {
-    this.value = new Float64Array(groups);
-    this.kahanC = new Float64Array(groups);
-    this.mean = new Float64Array(groups);
-    this.count = new Float64Array(groups);
-    this.incremental = new Uint8Array(groups);
+    this.groups = Array.from({ length: groups }, () => ({ count: 0, value: 0, kahanC: 0, mean: 0, incrementalMean: false }));
     this.stamp = new Int32Array(groups);
   }
 }
 
 /**
  * sum, avg, min, max, count and group over one step of a leaf, with each series' group known in advance
- * (gidBySid): the same arithmetic, in the same order, as aggregate() on the equivalent vector, without building
- * it or looking up each series' group (at many thousands of series those lookups are cache misses).
+ * (gidBySid): the same folding (startFloats, addFloat, floatResult), in the same order, as aggregate() on the
+ * equivalent vector, without building it or looking up each series' group (at many thousands of series those
+ * lookups are cache misses).
  */
 export function aggregateIndexed(op: string, parts: readonly IndexedStep[], gidBySid: Int32Array, groupLabels: readonly Labels[], scratch: GroupScratch, tMs: number): Vector {
-  assert(INDEXED_OPS.has(op), `aggregateIndexed computes ${[...INDEXED_OPS].join(", ")}`);
+  assert(INDEXED_OPS.has(op) && isFloatOp(op), `aggregateIndexed computes ${[...INDEXED_OPS].join(", ")}`);
   const round = ++scratch.round;
-  const { value, kahanC, mean, count, incremental, stamp } = scratch;
   const order: number[] = [];
   for (const step of parts)
-  for (let j = step.from; j < step.to; j++) {
-    const g = gidBySid[step.sids[j]!]!;
-    const f = step.values[j]!;
-    if (stamp[g] !== round) {
-      stamp[g] = round;
-      order.push(g);
-      value[g] = f;
-      kahanC[g] = 0;
-      mean[g] = f;
-      count[g] = 1;
-      incremental[g] = 0;
-      continue;
+    for (let j = step.from; j < step.to; j++) {
+      const gid = gidBySid[step.sids[j]!]!;
+      const g = scratch.groups[gid]!;
+      const f = step.values[j]!;
+      if (scratch.stamp[gid] !== round) {
+        scratch.stamp[gid] = round;
+        order.push(gid);
+        startFloats(op, g, f);
+      } else addFloat(op, g, f);
     }
-    switch (op) {
-      case "sum":
-        [value[g], kahanC[g]] = kahanSumInc(f, value[g]!, kahanC[g]!);
-        break;
-      case "avg": {
-        const n = ++count[g]!;
-        if (incremental[g] === 0) {
-          const [newV, newC] = kahanSumInc(f, value[g]!, kahanC[g]!);
-          if (Number.isFinite(newV) || Number.isNaN(newV)) {
-            value[g] = newV;
-            kahanC[g] = newC;
-            break;
-          }
-          incremental[g] = 1;
-          mean[g] = value[g]! / (n - 1);
-          kahanC[g] = kahanC[g]! / (n - 1);
-        }
-        const q = (n - 1) / n;
-        [mean[g], kahanC[g]] = kahanSumInc(f / n, q * mean[g]!, q * kahanC[g]!);
-        break;
-      }
-      case "max":
-        if (value[g]! < f || Number.isNaN(value[g]!)) value[g] = f;
-        break;
-      case "min":
-        if (value[g]! > f || Number.isNaN(value[g]!)) value[g] = f;
-        break;
-      default:
-        count[g]!++;
-    }
-  }
   const out: Vector = new Array<Sample>(order.length);
-  for (let i = 0; i < order.length; i++) {
-    const g = order[i]!;
-    let v: number;
-    switch (op) {
-      case "sum":
-        v = value[g]! + kahanC[g]!;
-        break;
-      case "avg":
-        v = incremental[g] === 1 ? mean[g]! + kahanC[g]! : value[g]! / count[g]! + kahanC[g]! / count[g]!;
-        break;
-      case "count":
-        v = count[g]!;
-        break;
-      case "group":
-        v = 1;
-        break;
-      default:
-        v = value[g]!;
-    }
-    out[i] = { labels: groupLabels[g]!, v, tMs };
-  }
+  for (let i = 0; i < order.length; i++) out[i] = { labels: groupLabels[order[i]!]!, v: floatResult(op, scratch.groups[order[i]!]!), tMs };
   return out;
 }

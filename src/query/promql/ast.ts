@@ -161,3 +161,20 @@ export interface Call {
   args: Expr[];
   pos: PosRange;
 }
+
+const COMPARISON_OPS: ReadonlySet<BinaryOp> = new Set<BinaryOp>(["==", "!=", ">", "<", ">=", "<="]);
+const SET_OPS: ReadonlySet<BinaryOp> = new Set<BinaryOp>(["and", "or", "unless"]);
+
+export function isComparisonOp(op: BinaryOp): boolean {
+  return COMPARISON_OPS.has(op);
+}
+
+export function isSetOp(op: BinaryOp): boolean {
+  return SET_OPS.has(op);
+}
+
+/** The expression inside any parentheses. */
+export function unwrapParens(e: Expr): Expr {
+  while (e.kind === "paren") e = e.expr;
+  return e;
+}

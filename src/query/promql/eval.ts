@@ -12,6 +12,7 @@ import { assert, unreachable } from "../../core/assert.js";
 import { METRIC_NAME, type Labels } from "../../core/labels.js";
 import type { Matcher } from "../../core/matchers.js";
 import type { AggregateExpr, AtModifier, BinaryExpr, BinaryOp, Call, Expr, MatrixSelector, PosRange, SubqueryExpr, VectorMatching, VectorSelector } from "./ast.js";
+import { isComparisonOp, isSetOp, unwrapParens } from "./ast.js";
 import { aggregate, aggregateIndexed, GroupScratch, groupOf, INDEXED_OPS } from "./aggregate.js";
 import {
   MATRIX_ARG,
@@ -192,10 +193,6 @@ function appendStep(bySeries: Map<string, SeriesBuilder>, samples: Vector, tMs: 
   }
 }
 
-function unwrapParens(e: Expr): Expr {
-  while (e.kind === "paren") e = e.expr;
-  return e;
-}
 
 export class Evaluator {
   private readonly lookbackDeltaMs: number;
@@ -491,15 +488,9 @@ export class Evaluator {
     for (let i = 0; i < data.length; i++) {
       if ((i & 255) === 0) await pause();
       const s = data[i]!;
-      let hint = -1;
       for (let k = 0; k < steps; k++) {
-        const refMs = this.atTime(q, sel.at, q.startMs + k * q.stepMs) - sel.offsetMs;
-        const j = seekLastAtOrBefore(s.tMs, refMs, hint);
-        hint = j;
-        if (j < 0) continue;
-        const sampleMs = s.tMs[j]!;
-        if (sampleMs <= refMs - this.lookbackDeltaMs || s.stale[j] === 1) continue;
-        out.add(i, k, s.values[j]!, sampleMs);
+        const j = this.instantSample(s, this.windowEndMs(q, sel.at, sel.offsetMs, q.startMs + k * q.stepMs));
+        if (j >= 0) out.add(i, k, s.values[j]!, s.tMs[j]!);
       }
     }
     return out.build(
@@ -521,23 +512,15 @@ export class Evaluator {
       ls.rangeResets ??= countResets(ls.rangeValues);
       // One window object per series, moved along the steps: the kernels read lo/hi, nothing is allocated per step.
       const w: Series = { labels: ls.labels, derived: ls.derived, tMs: ls.rangeTMs, values: ls.rangeValues, lo: 0, hi: 0, resetsUpTo: ls.rangeResets };
-      let startHint = -1;
-      let endHint = -1;
       let noted = false;
       for (let k = 0; k < steps; k++) {
         const tMs = q.startMs + k * q.stepMs;
         // windowOf's arithmetic, into the one window object the kernels read.
-        const endMs = this.atTime(q, m.vector.at, tMs) - m.vector.offsetMs;
+        const endMs = this.windowEndMs(q, m.vector.at, m.vector.offsetMs, tMs);
         env.window.rangeStartMs = endMs - m.rangeMs;
         env.window.rangeEndMs = endMs;
         env.tMs = tMs;
-        const beforeStart = seekLastAtOrBefore(ls.rangeTMs, env.window.rangeStartMs, startHint);
-        const last = seekLastAtOrBefore(ls.rangeTMs, env.window.rangeEndMs, Math.max(endHint, beforeStart));
-        startHint = beforeStart;
-        endHint = last;
-        if (last <= beforeStart) continue;
-        w.lo = beforeStart + 1;
-        w.hi = last + 1;
+        if (!this.cutWindow(ls, env.window.rangeStartMs, endMs, w)) continue;
         if (!noted) {
           prepared.noteSeries(w);
           noted = true;
@@ -634,21 +617,44 @@ export class Evaluator {
     const refMs = this.atTime(q, sel.at, tMs) - sel.offsetMs;
     const out: Vector = [];
     for (const s of data) {
-      const i = seekLastAtOrBefore(s.tMs, refMs, s.instantHint);
-      s.instantHint = i;
-      if (i < 0) continue;
-      const sampleMs = s.tMs[i]!;
-      // Lookback window (t - lookback, t]; a stale marker as newest sample ends the series.
-      if (sampleMs <= refMs - this.lookbackDeltaMs || s.stale[i] === 1) continue;
-      out.push({ labels: s.labels, v: s.values[i]!, tMs: sampleMs });
+      const i = this.instantSample(s, refMs);
+      if (i >= 0) out.push({ labels: s.labels, v: s.values[i]!, tMs: s.tMs[i]! });
     }
     return out;
   }
 
+  /**
+   * The index of a series' sample an instant selector reads at `refMs`, or -1: the newest at or before it, within
+   * the lookback window (t - lookback, t], and not a stale marker (one as newest sample ends the series).
+   */
+  private instantSample(s: LoadedSeries, refMs: number): number {
+    const i = seekLastAtOrBefore(s.tMs, refMs, s.instantHint);
+    s.instantHint = i;
+    if (i < 0 || s.tMs[i]! <= refMs - this.lookbackDeltaMs || s.stale[i] === 1) return -1;
+    return i;
+  }
+
+  /**
+   * Cuts a series' range-vector window (startMs, endMs] (left-open, over the samples without stale markers: they
+   * are not samples) into `w.lo`/`w.hi`; false when it is empty.
+   */
+  private cutWindow(s: LoadedSeries, startMs: number, endMs: number, w: { lo: number; hi: number }): boolean {
+    const beforeStart = seekLastAtOrBefore(s.rangeTMs, startMs, s.rangeStartHint);
+    const last = seekLastAtOrBefore(s.rangeTMs, endMs, Math.max(s.rangeEndHint, beforeStart));
+    s.rangeStartHint = beforeStart;
+    s.rangeEndHint = last;
+    w.lo = beforeStart + 1;
+    w.hi = last + 1;
+    return last > beforeStart;
+  }
+
+  /** A range vector's end at evaluation time tMs, after @ and offset (its start is rangeMs before). */
+  private windowEndMs(q: QueryState, at: AtModifier, offsetMs: number, tMs: number): number {
+    return this.atTime(q, at, tMs) - offsetMs;
+  }
+
   private windowOf(q: QueryState, e: MatrixSelector | SubqueryExpr, tMs: number): MatrixWindow {
-    const at = e.kind === "matrixSelector" ? e.vector.at : e.at;
-    const offsetMs = e.kind === "matrixSelector" ? e.vector.offsetMs : e.offsetMs;
-    const endMs = this.atTime(q, at, tMs) - offsetMs;
+    const endMs = e.kind === "matrixSelector" ? this.windowEndMs(q, e.vector.at, e.vector.offsetMs, tMs) : this.windowEndMs(q, e.at, e.offsetMs, tMs);
     return { rangeStartMs: endMs - e.rangeMs, rangeEndMs: endMs, rangeMs: e.rangeMs };
   }
 
@@ -657,15 +663,11 @@ export class Evaluator {
     assert(data !== undefined, "every selector was fetched in prepare()");
     const w = this.windowOf(q, m, tMs);
     const out: Matrix = [];
+    const cut = { lo: 0, hi: 0 };
     for (const s of data) {
-      // Left-open window (start, end] over the samples without stale markers (they are not samples).
-      const beforeStart = seekLastAtOrBefore(s.rangeTMs, w.rangeStartMs, s.rangeStartHint);
-      const last = seekLastAtOrBefore(s.rangeTMs, w.rangeEndMs, Math.max(s.rangeEndHint, beforeStart));
-      s.rangeStartHint = beforeStart;
-      s.rangeEndHint = last;
-      if (last <= beforeStart) continue;
+      if (!this.cutWindow(s, w.rangeStartMs, w.rangeEndMs, cut)) continue;
       s.rangeResets ??= countResets(s.rangeValues);
-      out.push({ labels: s.labels, derived: s.derived, tMs: s.rangeTMs, values: s.rangeValues, lo: beforeStart + 1, hi: last + 1, resetsUpTo: s.rangeResets });
+      out.push({ labels: s.labels, derived: s.derived, tMs: s.rangeTMs, values: s.rangeValues, lo: cut.lo, hi: cut.hi, resetsUpTo: s.rangeResets });
     }
     return out;
   }
@@ -760,7 +762,7 @@ export class Evaluator {
     const r = this.evalAt(q, e.rhs, tMs);
     if (l.kind === "scalar" && r.kind === "scalar") {
       const [v, keep] = binop(e.op, l.v, r.v);
-      return { kind: "scalar", v: isComparison(e.op) ? (keep ? 1 : 0) : v };
+      return { kind: "scalar", v: isComparisonOp(e.op) ? (keep ? 1 : 0) : v };
     }
     if (l.kind === "vector" && r.kind === "scalar") return this.checked({ kind: "vector", samples: vectorScalar(e, l.samples, r.v, false, tMs) });
     if (l.kind === "scalar" && r.kind === "vector") return this.checked({ kind: "vector", samples: vectorScalar(e, r.samples, l.v, true, tMs) });
@@ -876,13 +878,6 @@ function toResultMatrix(m: Matrix): ResultMatrix {
   });
 }
 
-function isComparison(op: BinaryOp): boolean {
-  return op === "==" || op === "!=" || op === ">" || op === "<" || op === ">=" || op === "<=";
-}
-
-function isSetOp(op: BinaryOp): boolean {
-  return op === "and" || op === "or" || op === "unless";
-}
 
 /** Go's math.Pow where it differs from Math.pow (x^NaN for x = 1, (-1)^±Inf). */
 function goPow(x: number, y: number): number {
@@ -931,7 +926,7 @@ function binop(op: BinaryOp, l: number, r: number): [number, boolean] {
 
 function vectorScalar(e: BinaryExpr, vec: Vector, scalar: number, scalarOnLeft: boolean, tMs: number): Vector {
   const out: Vector = [];
-  const comparison = isComparison(e.op);
+  const comparison = isComparisonOp(e.op);
   const dropName = !comparison || e.returnBool;
   for (const s of vec) {
     const [l, r] = scalarOnLeft ? [scalar, s.v] : [s.v, scalar];
@@ -1001,7 +996,7 @@ function setOp(op: "and" | "or" | "unless", lhs: Vector, rhs: Vector, mm: Matchi
 /** Prometheus's resultMetric: the labels of one output sample of a vector–vector operation. */
 function resultLabels(many: Labels, one: Labels, op: BinaryOp, m: VectorMatching, returnBool: boolean): Labels {
   let out: Labels = many;
-  if (!isComparison(op) || returnBool) out = dropMetricName(out);
+  if (!isComparisonOp(op) || returnBool) out = dropMetricName(out);
   if (m.card === "one-to-one") out = m.on ? out.filter(([n]) => m.labels.includes(n)) : out.filter(([n]) => !m.labels.includes(n));
   for (const name of m.include) {
     let v = "";

@@ -7,6 +7,7 @@ import { HqError } from "../../core/errors.js";
 import { METRIC_NAME, type Label, type Labels } from "../../core/labels.js";
 import { assert } from "../../core/assert.js";
 import type { Call, Expr, PosRange } from "./ast.js";
+import { unwrapParens } from "./ast.js";
 
 /** One element of an instant vector. tMs is the sample's own time for a plain selector (timestamp() reads it), the evaluation time otherwise. */
 export interface Sample {
@@ -312,10 +313,6 @@ function stringArg(v: Value | undefined): string {
   return v.s;
 }
 
-function unwrapParens(e: Expr): Expr {
-  while (e.kind === "paren") e = e.expr;
-  return e;
-}
 
 /**
  * Evaluates one function call for one step. `args` are the evaluated

@@ -28,6 +28,7 @@ import type {
   VectorMatching,
   VectorSelector,
 } from "./ast.js";
+import { isComparisonOp, isSetOp } from "./ast.js";
 
 /** Longest query accepted: a query is a request parameter, and the tree walk costs memory per character. */
 export const PROMQL_CHARS_MAX = 64 * 1024;
@@ -145,16 +146,8 @@ const BINARY_OPS: Readonly<Record<string, BinaryOp>> = {
   Pow: "^", Mul: "*", Div: "/", Mod: "%", Atan2: "atan2", Add: "+", Sub: "-",
   Eql: "==", Neq: "!=", Gtr: ">", Lss: "<", Gte: ">=", Lte: "<=", And: "and", Or: "or", Unless: "unless",
 };
-const COMPARISON: ReadonlySet<BinaryOp> = new Set<BinaryOp>(["==", "!=", ">", "<", ">=", "<="]);
-const SET_OPS: ReadonlySet<BinaryOp> = new Set<BinaryOp>(["and", "or", "unless"]);
 const MATCH_OPS: Readonly<Record<string, MatchOp>> = { EqlSingle: "=", Neq: "!=", EqlRegex: "=~", NeqRegex: "!~" };
 
-export function isComparisonOp(op: BinaryOp): boolean {
-  return COMPARISON.has(op);
-}
-export function isSetOp(op: BinaryOp): boolean {
-  return SET_OPS.has(op);
-}
 
 /** Prometheus's DocumentedType, used in type errors. */
 export function documentedType(t: ValueType): string {
