@@ -28,7 +28,7 @@ import {
   type TrustState,
   type VerifyReport,
 } from "../provenance/verify.js";
-import { CliError, describeFailure } from "./http.js";
+import { CliError, describeFailure, request } from "./http.js";
 
 /** Per request (checkpoint, keys, proofs); for the export, the longest silence allowed between two chunks. */
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -83,25 +83,18 @@ function errorText(e: unknown): string {
 }
 
 async function httpJson(method: "GET" | "POST", url: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
-  let res: Response;
-  let text: string;
-  try {
-    res = await fetch(url, {
-      method,
-      ...(body !== undefined ? { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } } : {}),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    text = await res.text();
-  } catch (e) {
-    throw new CliError(`${method} ${url}: ${errorText(e)}`);
-  }
+  const a = await request(
+    url,
+    { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } } : {}) },
+    { retries: 0, timeoutMs: REQUEST_TIMEOUT_MS },
+  );
   let json: unknown = null;
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(a.text);
   } catch {
-    if (res.status === 200) throw new CliError(`${method} ${url}: the answer is not JSON: ${text.slice(0, 200)}`);
+    if (a.status === 200) throw new CliError(`${method} ${url}: the answer is not JSON: ${a.text.slice(0, 200)}`);
   }
-  return { status: res.status, json, text };
+  return { status: a.status, json, text: a.text };
 }
 
 async function okJson(method: "GET" | "POST", url: string, body?: unknown): Promise<unknown> {

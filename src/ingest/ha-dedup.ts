@@ -50,6 +50,8 @@ const floorDiv = (a: bigint, b: bigint): bigint => {
 /** Applies the first rule that selects each series; series no rule selects pass unchanged. */
 export function haDedup(batch: Batch, rules: readonly HaRule[], stored: StoredTimes, limits: Pick<Limits, "seriesPerBatchMax" | "samplesPerBatchMax">): HaDedupResult {
   if (rules.length === 0) return { batch, dropped: 0, relabelled: 0 };
+  // A request no rule selects (another job's) passes as it is: no regrouping and rebuilding of the batch.
+  if (!batch.series.some((s) => rules.some((r) => matchesLabels(r.matchers, s.labels)))) return { batch, dropped: 0, relabelled: 0 };
   // Deduped series key -> its samples (from every request series that maps to it), and the rule.
   const groups = new Map<string, { labels: Labels; rule: HaRule | null; ts: bigint[]; vs: number[] }>();
   let relabelled = 0;

@@ -382,13 +382,14 @@ export class BatchArchive {
     if (idBytes > ARCHIVE_BATCH_ID_BYTES_MAX) throw new TooLargeError("archived batch id bytes", ARCHIVE_BATCH_ID_BYTES_MAX, { field: "batchId" });
     if (bytes.length > ARCHIVE_RAW_BYTES_MAX) throw new TooLargeError("archived batch bytes", ARCHIVE_RAW_BYTES_MAX, { field: "bytes" });
     assert(SHA256_HEX.test(sha256Hex), `batch digest "${sha256Hex}" is not 64 lowercase hex digits`);
-    const digest = sha256(bytes);
-    assert(toHex(digest) === sha256Hex, `batch ${batchId}: bytes hash to ${toHex(digest)}, the caller claims ${sha256Hex}`);
     const held = this.index.get(batchId);
     if (held !== undefined) {
       if (held.sha256Hex === sha256Hex) return;
       throw new ConflictError(`batch ${batchId} is archived with digest ${held.sha256Hex}, not ${sha256Hex}`, [], { batchId, storedSha256: held.sha256Hex, offeredSha256: sha256Hex });
     }
+    // Checked after the held case: a WAL replay offers every batch again, and re-hashing those would be wasted.
+    const digest = sha256(bytes);
+    assert(toHex(digest) === sha256Hex, `batch ${batchId}: bytes hash to ${toHex(digest)}, the caller claims ${sha256Hex}`);
     // Refused before compressing: under overload the CPU is better spent draining.
     if (this.pendingBytesNow > 0 && this.pendingBytesNow >= this.pendingBytesMax)
       throw new OverloadError(`the batch archive has ${this.pendingBytesNow} bytes waiting for sync (limit ${this.pendingBytesMax})`);

@@ -17,7 +17,7 @@ import { parseDurationMs, parsePromQL } from "../query/promql/parse.js";
 import type { Value } from "../query/promql/value.js";
 import type { RouteContext } from "./context.js";
 import { requestParams, sendJson } from "./http-util.js";
-import { apiBody, partialParam, readerFor } from "./read-routes.js";
+import { apiBody, inferredParam, partialParam, readerFor } from "./read-routes.js";
 
 const FORM_BYTES_MAX = 256 * 1024;
 /** Prometheus's limit on points per series in a range query's answer. */
@@ -39,13 +39,6 @@ export function durationParam(raw: string, name: string): number {
   const ms = parseDurationMs(raw);
   if (ms === null) throw new BadInputError(`cannot parse "${raw.slice(0, 40)}" to a valid duration`, { field: name });
   return ms;
-}
-
-function inferredParam(params: URLSearchParams): boolean {
-  const raw = params.get("inferred");
-  if (raw === null || raw === "" || raw === "include") return true;
-  if (raw === "exclude") return false;
-  throw new BadInputError(`inferred must be "include" or "exclude", got "${raw.slice(0, 20)}"`, { field: "inferred" });
 }
 
 interface SourceStats {

@@ -68,7 +68,7 @@ export function apiBody(data: unknown, outcome: ReadOutcome<unknown>): Record<st
   return outcome.partial ? { status: "success", data, warnings: [PARTIAL_WARNING] } : { status: "success", data };
 }
 
-function inferredParam(params: URLSearchParams): boolean {
+export function inferredParam(params: URLSearchParams): boolean {
   const raw = params.get("inferred");
   if (raw === null || raw === "" || raw === "include") return true;
   if (raw === "exclude") return false;
