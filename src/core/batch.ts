@@ -7,6 +7,7 @@ import { ByteReader, ByteWriter } from "./bytes.js";
 import { BadInputError, ConflictError, TooLargeError, type ConflictingPoint, type InputLocation } from "./errors.js";
 import { sha256, toHex } from "./hash.js";
 import { seriesKey, type Labels } from "./labels.js";
+import { asBuffer, bytesKey, encodeLabelSection, type InternedSeries, type SeriesInternCache } from "./series-intern.js";
 import type { Limits } from "./limits.js";
 
 export type Origin = "original" | "inferred";
@@ -16,6 +17,8 @@ export const ORIGIN_BY_CODE: readonly Origin[] = ["original", "inferred"];
 export interface BatchSeries {
   readonly key: string; // canonical series key (labels.ts)
   readonly labels: Labels;
+  /** When known: the label section of the canonical encoding (series-intern.ts), which encodeBatch then copies instead of encoding the labels again. */
+  readonly labelBytes?: Uint8Array;
   readonly timestampsNs: BigInt64Array; // strictly increasing
   readonly values: Float64Array;
 }
@@ -43,11 +46,53 @@ export function sameValue(a: number, b: number): boolean {
   return false;
 }
 
+/**
+ * A growable run of samples in typed arrays. Typed, not `number[]`: V8 may
+ * canonicalise a NaN stored in a plain array of doubles, which would lose a
+ * stale marker's payload (docs/format/batch.md); a Float64Array keeps the bits.
+ */
+class SampleList {
+  ts: BigInt64Array;
+  vs: Float64Array;
+  length = 0;
+  increasing = true;
+
+  constructor(capacity = 1) {
+    this.ts = new BigInt64Array(capacity);
+    this.vs = new Float64Array(capacity);
+  }
+
+  push(t: bigint, v: number): void {
+    if (this.length === this.ts.length) {
+      const ts = new BigInt64Array(this.length * 2);
+      ts.set(this.ts);
+      const vs = new Float64Array(this.length * 2);
+      vs.set(this.vs);
+      this.ts = ts;
+      this.vs = vs;
+    }
+    if (this.length > 0 && this.ts[this.length - 1]! >= t) this.increasing = false;
+    this.ts[this.length] = t;
+    this.vs[this.length] = v;
+    this.length++;
+  }
+}
+
 interface PendingSeries {
   labels: Labels;
-  ts: bigint[];
-  vs: number[];
+  labelBytes: Uint8Array | undefined;
+  samples: SampleList;
 }
+
+/** Same series and timestamp twice in one request with different values. */
+export interface InRequestConflicts {
+  count: number;
+  /** The first CONFLICTS_LISTED_MAX of them. */
+  listed: ConflictingPoint[];
+}
+
+/** In-request conflicts listed at most (the count goes on). */
+export const CONFLICTS_LISTED_MAX = 100;
 
 /**
  * Collects samples from a parser, enforcing per-request limits as they are
@@ -69,11 +114,19 @@ export class BatchBuilder {
 
   /** Returns the series' key; use with addSample for many samples of one series. */
   series(labels: Labels, loc: InputLocation = {}): string {
-    const key = seriesKey(labels);
+    return this.register(seriesKey(labels), labels, undefined, loc);
+  }
+
+  /** series() for an interned series: its key and encoding are already known. */
+  interned(s: InternedSeries, loc: InputLocation = {}): string {
+    return this.register(s.key, s.labels, s.labelBytes, loc);
+  }
+
+  private register(key: string, labels: Labels, labelBytes: Uint8Array | undefined, loc: InputLocation): string {
     if (!this.byKey.has(key)) {
       if (this.byKey.size >= this.limits.seriesPerBatchMax)
         throw new TooLargeError("number of series in one request", this.limits.seriesPerBatchMax, loc);
-      this.byKey.set(key, { labels, ts: [], vs: [] });
+      this.byKey.set(key, { labels, labelBytes, samples: new SampleList() });
     }
     return key;
   }
@@ -83,8 +136,7 @@ export class BatchBuilder {
     assert(s !== undefined, "addSample on a series not registered with series()");
     if (this.samples >= this.limits.samplesPerBatchMax)
       throw new TooLargeError("number of samples in one request", this.limits.samplesPerBatchMax, loc);
-    s.ts.push(timestampNs);
-    s.vs.push(value);
+    s.samples.push(timestampNs, value);
     this.samples++;
   }
 
@@ -92,48 +144,55 @@ export class BatchBuilder {
     this.addSample(this.series(labels, loc), timestampNs, value, loc);
   }
 
-  build(opts: { shardId?: number; origin?: Origin; inference?: string | null } = {}): Batch {
+  /**
+   * The canonical batch. Two different values for one (series, timestamp) refuse the request (ConflictError),
+   * unless `keepFirst` is given: then the first in the request is kept and the others are counted there.
+   */
+  build(opts: { shardId?: number; origin?: Origin; inference?: string | null; keepFirst?: InRequestConflicts } = {}): Batch {
     if (this.samples === 0) throw new BadInputError("the request holds no samples");
     const keys = [...this.byKey.keys()].sort();
     const series: BatchSeries[] = [];
-    const conflicts: ConflictingPoint[] = [];
+    const conflicts: InRequestConflicts = opts.keepFirst ?? { count: 0, listed: [] };
+    const conflictsBefore = conflicts.count;
     let total = 0;
     for (const key of keys) {
       const p = this.byKey.get(key)!;
-      if (strictlyIncreasing(p.ts)) {
+      const { ts, vs, length } = p.samples;
+      if (p.samples.increasing) {
         // The common case (one scrape or import line per series): already canonical, copy straight.
-        total += p.ts.length;
-        series.push({ key, labels: p.labels, timestampsNs: BigInt64Array.from(p.ts), values: Float64Array.from(p.vs) });
+        total += length;
+        series.push({ key, labels: p.labels, labelBytes: p.labelBytes, timestampsNs: ts.slice(0, length), values: vs.slice(0, length) });
         continue;
       }
-      const order = p.ts.map((_, i) => i);
-      order.sort((a, b) => (p.ts[a]! < p.ts[b]! ? -1 : p.ts[a]! > p.ts[b]! ? 1 : a - b));
-      const ts: bigint[] = [];
-      const vs: number[] = [];
+      // Stable by position, so the first occurrence of a timestamp in the request is the one kept.
+      const order = Array.from({ length }, (_, i) => i);
+      order.sort((a, b) => (ts[a]! < ts[b]! ? -1 : ts[a]! > ts[b]! ? 1 : a - b));
+      const outT = new BigInt64Array(length);
+      const outV = new Float64Array(length);
+      let n = 0;
       for (const i of order) {
-        const t = p.ts[i]!;
-        const v = p.vs[i]!;
-        if (ts.length > 0 && ts[ts.length - 1] === t) {
-          const prev = vs[vs.length - 1]!;
-          if (!sameValue(prev, v) && conflicts.length < 100)
-            conflicts.push({ series: key, timestampNs: t.toString(), storedValue: prev, offeredValue: v });
+        const t = ts[i]!;
+        if (n > 0 && outT[n - 1] === t) {
+          const prev = outV[n - 1]!;
+          if (!sameValue(prev, vs[i]!)) {
+            conflicts.count++;
+            if (conflicts.listed.length < CONFLICTS_LISTED_MAX)
+              conflicts.listed.push({ series: key, timestampNs: t.toString(), storedValue: prev, offeredValue: vs[i]! });
+          }
           continue; // an identical repeat within one request is one point
         }
-        ts.push(t);
-        vs.push(v);
+        outT[n] = t;
+        outV[n] = vs[i]!;
+        n++;
       }
-      total += ts.length;
-      series.push({ key, labels: p.labels, timestampsNs: BigInt64Array.from(ts), values: Float64Array.from(vs) });
+      total += n;
+      series.push({ key, labels: p.labels, labelBytes: p.labelBytes, timestampsNs: outT.slice(0, n), values: outV.slice(0, n) });
     }
-    if (conflicts.length > 0)
-      throw new ConflictError(`the request holds ${conflicts.length === 100 ? "100 or more" : conflicts.length} points with two different values`, conflicts);
+    const found = conflicts.count - conflictsBefore;
+    if (found > 0 && opts.keepFirst === undefined)
+      throw new ConflictError(`the request holds ${found} points with two different values`, conflicts.listed);
     return { shardId: opts.shardId ?? 0, origin: opts.origin ?? "original", inference: opts.inference ?? null, series, sampleCount: total };
   }
-}
-
-function strictlyIncreasing(ts: readonly bigint[]): boolean {
-  for (let i = 1; i < ts.length; i++) if (ts[i - 1]! >= ts[i]!) return false;
-  return true;
 }
 
 const MAGIC = 0x31425148; // "HQB1" little-endian
@@ -146,16 +205,23 @@ export function encodeBatch(b: Batch): Uint8Array {
   w.str(b.inference ?? "");
   w.uvarint(b.series.length);
   for (const s of b.series) {
-    w.uvarint(s.labels.length);
-    for (const [n, v] of s.labels) w.str(n).str(v);
+    if (s.labelBytes !== undefined) w.bytes(s.labelBytes);
+    else encodeLabelSection(s.labels, w);
     w.uvarint(s.timestampsNs.length);
     for (let i = 0; i < s.timestampsNs.length; i++) w.i64(s.timestampsNs[i]!).f64(s.values[i]!);
   }
   return w.finish();
 }
 
-export function decodeBatch(bytes: Uint8Array, source = "batch"): Batch {
+/**
+ * Decodes canonical bytes. With `intern`, a series whose label section was
+ * seen before (the same bytes) is taken from the cache: no UTF-8 decoding and
+ * no key building; new ones are added. The cache must be filled only by this
+ * function (its keys are canonical label sections).
+ */
+export function decodeBatch(bytes: Uint8Array, source = "batch", intern?: SeriesInternCache): Batch {
   const r = new ByteReader(bytes, source);
+  const buf = intern === undefined ? null : asBuffer(bytes);
   const magic = r.u32();
   if (magic !== MAGIC) throw new BadInputError(`${source}: not a batch (bad magic)`, { offset: 0 });
   const version = r.u8();
@@ -168,9 +234,20 @@ export function decodeBatch(bytes: Uint8Array, source = "batch"): Batch {
   const series: BatchSeries[] = [];
   let total = 0;
   for (let i = 0; i < n; i++) {
-    const nl = r.uvarint();
-    const labels: [string, string][] = [];
-    for (let j = 0; j < nl; j++) labels.push([r.str(), r.str()]);
+    const at = r.offset;
+    let s: InternedSeries | undefined;
+    if (buf !== null) {
+      // The section's end is not known before it is walked: walk it without decoding text, then look it up.
+      const nl = r.uvarint();
+      for (let j = 0; j < 2 * nl; j++) r.lenBytes();
+      const raw = bytesKey(buf, at, r.offset);
+      s = intern!.get(raw);
+      if (s === undefined) {
+        r.offset = at;
+        s = readLabelSection(r, bytes, at);
+        intern!.set(raw, s);
+      }
+    } else s = readLabelSection(r, bytes, at);
     const ns = r.uvarint();
     const ts = new BigInt64Array(ns);
     const vs = new Float64Array(ns);
@@ -179,10 +256,18 @@ export function decodeBatch(bytes: Uint8Array, source = "batch"): Batch {
       vs[j] = r.f64();
     }
     total += ns;
-    series.push({ key: seriesKey(labels), labels, timestampsNs: ts, values: vs });
+    series.push({ key: s.key, labels: s.labels, labelBytes: s.labelBytes, timestampsNs: ts, values: vs });
   }
   if (r.remaining !== 0) throw new BadInputError(`${source}: ${r.remaining} trailing bytes`, { offset: r.offset });
   return { shardId, origin, inference: inf === "" ? null : inf, series, sampleCount: total };
+}
+
+function readLabelSection(r: ByteReader, bytes: Uint8Array, at: number): InternedSeries {
+  const nl = r.uvarint();
+  const labels: [string, string][] = [];
+  for (let j = 0; j < nl; j++) labels.push([r.str(), r.str()]);
+  // A copy: an interned series outlives the batch bytes it came from.
+  return { key: seriesKey(labels), labels, labelBytes: bytes.slice(at, r.offset) };
 }
 
 export function batchDigest(encoded: Uint8Array): string {

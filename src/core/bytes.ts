@@ -4,28 +4,29 @@
 import { assert } from "./assert.js";
 import { CorruptionError } from "./errors.js";
 
-const utf8e = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is part of the string (a label value may start with one), not a marker to drop.
 const utf8d = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export class ByteWriter {
-  private buf: Uint8Array;
+  // A Buffer, not a plain Uint8Array: str() encodes UTF-8 straight into it (TextEncoder.encode allocates an array
+  // per string, which dominated the write path). Unsafe allocation is fine: finish() returns only what was written.
+  private buf: Buffer;
   private view: DataView;
   length = 0;
 
   constructor(initialBytes = 1024) {
-    this.buf = new Uint8Array(initialBytes);
-    this.view = new DataView(this.buf.buffer);
+    this.buf = Buffer.allocUnsafe(Math.max(16, initialBytes));
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
   private ensure(n: number): void {
     if (this.length + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
     while (cap < this.length + n) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.length));
+    const next = Buffer.allocUnsafe(cap);
+    this.buf.copy(next, 0, 0, this.length);
     this.buf = next;
-    this.view = new DataView(next.buffer);
+    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
   }
 
   u8(v: number): this {
@@ -84,11 +85,23 @@ export class ByteWriter {
     return this.uvarint(b.length).bytes(b);
   }
   str(s: string): this {
-    return this.lenBytes(utf8e.encode(s));
+    const n = s.length < 128 && isAscii(s) ? s.length : Buffer.byteLength(s, "utf8");
+    this.uvarint(n);
+    this.ensure(n);
+    this.length += this.buf.write(s, this.length, n, "utf8");
+    return this;
   }
+  /** A copy of what was written, in an ArrayBuffer of its own. */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.length);
+    const out = new Uint8Array(this.length);
+    out.set(this.buf.subarray(0, this.length));
+    return out;
   }
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }
 
 /** Reads a buffer; every overrun is a CorruptionError naming the offset. */

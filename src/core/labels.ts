@@ -11,7 +11,15 @@ export type Labels = readonly Label[];
 
 export const METRIC_NAME = "__name__";
 
-const utf8 = new TextEncoder();
+/**
+ * Whether `s` takes more than `max` bytes as UTF-8. A UTF-16 code unit takes
+ * at most 3 UTF-8 bytes, so short strings (almost every label) are decided
+ * without counting; the rest are counted natively, without encoding them.
+ */
+export function utf8LongerThan(s: string, max: number): boolean {
+  if (s.length * 3 <= max) return false;
+  return Buffer.byteLength(s, "utf8") > max;
+}
 
 function escapeValue(v: string): string {
   return v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
@@ -59,9 +67,9 @@ export function canonicalLabels(
   const out: Label[] = [];
   for (const [n, v] of pairs) {
     if (n.length === 0) throw new BadInputError("empty label name", { ...loc, field: loc.field ?? "label name" });
-    if (utf8.encode(n).length > limits.labelNameBytesMax)
+    if (utf8LongerThan(n, limits.labelNameBytesMax))
       throw new TooLargeError(`label name "${n.length > 64 ? `${n.slice(0, 64)}…` : n}" length`, limits.labelNameBytesMax, { ...loc, field: `label ${n.slice(0, 64)}` });
-    if (utf8.encode(v).length > limits.labelValueBytesMax)
+    if (utf8LongerThan(v, limits.labelValueBytesMax))
       throw new TooLargeError(`value of label "${n}" length`, limits.labelValueBytesMax, { ...loc, field: `label ${n}` });
     if (!isValidUtf16(n) || !isValidUtf16(v))
       throw new BadInputError(`label "${n}" is not valid UTF-8`, { ...loc, field: `label ${n}` });

@@ -16,10 +16,11 @@
 
 import protobuf from "protobufjs/minimal.js";
 import { assert } from "../core/assert.js";
-import { BATCH_ID_BYTES_MAX, BatchBuilder, sameValue, type Batch, type BatchSeries, type EncodedBatch } from "../core/batch.js";
+import { BATCH_ID_BYTES_MAX, BatchBuilder, CONFLICTS_LISTED_MAX, type Batch, type BatchSeries, type EncodedBatch, type InRequestConflicts } from "../core/batch.js";
 import { BadInputError, TooLargeError, type ConflictingPoint } from "../core/errors.js";
 import { toHex, sha256 } from "../core/hash.js";
-import { canonicalLabels, METRIC_NAME, seriesKey, type Labels } from "../core/labels.js";
+import { canonicalLabels, METRIC_NAME, utf8LongerThan, type Labels } from "../core/labels.js";
+import { asBuffer, bytesKey, internSeries, type InternedSeries, type SeriesInternCache } from "../core/series-intern.js";
 import type { Limits } from "../core/limits.js";
 import { INT64_MAX, INT64_MIN } from "../core/time.js";
 import { METRIC_TYPES, type MetricMetadata } from "../core/metadata.js";
@@ -150,10 +151,14 @@ export function snappyDecode(src: Uint8Array, limit: number): Uint8Array {
 
 export interface RemoteWriteOptions {
   limits: Pick<Limits, "bodyBytesMax" | "seriesPerBatchMax" | "samplesPerBatchMax" | "labelsPerSeriesMax" | "labelNameBytesMax" | "labelValueBytesMax">;
+  /**
+   * Series seen in earlier requests, by the raw bytes of their label fields. Shared across the requests of one
+   * receiver, always with the same limits: an entry is what those bytes validated to under them.
+   */
+  seriesCache?: SeriesInternCache;
 }
 
-/** Points a request holds twice with different values: the first kept, the rest reported (listed up to this many). */
-export const CONFLICTS_LISTED_MAX = 100;
+export { CONFLICTS_LISTED_MAX };
 
 export interface RemoteWriteRequest {
   /** Null when the request holds no samples (metadata only, or series with exemplars only). */
@@ -177,7 +182,6 @@ const WIRE_LEN = 2;
 const WIRE_NAMES = ["varint", "fixed64", "length-delimited", "start-group", "end-group", "fixed32"];
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-const utf8 = new TextEncoder();
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
 
@@ -186,19 +190,16 @@ export function decodeRemoteWrite(body: Uint8Array, opts: RemoteWriteOptions): R
   return decodeWriteRequest(snappyDecode(body, opts.limits.bodyBytesMax), opts);
 }
 
-interface PendingSeries {
-  labels: Labels;
-  ts: bigint[];
-  vs: number[];
-  increasing: boolean;
-}
-
 /** Decodes an uncompressed `prometheus.WriteRequest`. */
 export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): RemoteWriteRequest {
   const r = protobuf.Reader.create(raw);
+  const cache = opts.seriesCache ?? null;
+  const rawBuf = asBuffer(raw);
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const builder = new BatchBuilder(opts.limits);
-  const byKey = new Map<string, PendingSeries>();
+  // One series' samples as they are read; reused, since a series' labels may follow its samples.
+  let ts: bigint[] = [];
+  let vs = new Float64Array(16);
   const result: RemoteWriteRequest = {
     batch: null,
     samplesOffered: 0,
@@ -259,56 +260,98 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
   }
 
   function readTimeSeries(i: number, end: number): void {
+    const start = r.pos;
+    const offered = result.samplesOffered;
+    const exemplars = result.exemplarsIgnored;
+    if (cache !== null && readCachedTimeSeries(i, end)) return;
+    // Not in the cache, or its labels are not all in front: the whole series again, validated label by label.
+    r.pos = start;
+    result.samplesOffered = offered;
+    result.exemplarsIgnored = exemplars;
+    readTimeSeriesSlow(i, end);
+  }
+
+  /**
+   * Label fields normally come first, together: their raw bytes then name the series, and a cache hit skips
+   * decoding and validating them. False (having consumed an unknown part of the series) when the labels are not
+   * cached or not all in front; the caller starts the series again.
+   */
+  function readCachedTimeSeries(i: number, end: number): boolean {
+    const labelsEnd = labelRunEnd(raw, r.pos, end);
+    if (labelsEnd === r.pos) return false;
+    const s = cache!.get(bytesKey(rawBuf, r.pos, labelsEnd));
+    if (s === undefined) return false;
+    r.pos = labelsEnd;
     const where = `timeseries[${i}]`;
-    const pairs: [string, string][] = [];
-    const ts: bigint[] = [];
-    const vs: number[] = [];
+    ts.length = 0;
     let histograms = 0;
     while (r.pos < end) {
       const { field, wire } = readTag(where);
+      if (field === 1) return false;
+      if (!readOtherField(where, field, wire, end)) histograms++;
+    }
+    if (r.pos !== end) throw new BadInputError(`corrupt protobuf: a field of ${where} runs past the series' end`, { field: where, offset: end });
+    addSeries(i, s, histograms);
+    return true;
+  }
+
+  function readTimeSeriesSlow(i: number, end: number): void {
+    const where = `timeseries[${i}]`;
+    const start = r.pos;
+    const labelsEnd = labelRunEnd(raw, start, end);
+    let labelsInFront = true;
+    const pairs: [string, string][] = [];
+    ts.length = 0;
+    let histograms = 0;
+    while (r.pos < end) {
+      const at = r.pos;
+      const { field, wire } = readTag(where);
       if (field === 1) {
+        if (at >= labelsEnd) labelsInFront = false;
         const lw = `${where}.labels[${pairs.length}]`;
         expectWire(lw, wire, WIRE_LEN);
         pairs.push(readLabel(lw, embeddedEnd(lw, end)));
-      } else if (field === 2) {
-        const sw = `${where}.samples[${ts.length}]`;
-        expectWire(sw, wire, WIRE_LEN);
-        if (result.samplesOffered >= opts.limits.samplesPerBatchMax)
-          throw new TooLargeError("number of samples in one request", opts.limits.samplesPerBatchMax, { field: sw });
-        result.samplesOffered++;
-        readSample(sw, embeddedEnd(sw, end), ts, vs);
-      } else if (field === 3) {
-        expectWire(`${where}.exemplars`, wire, WIRE_LEN);
-        result.exemplarsIgnored++;
-        guarded(`${where}.exemplars`, () => r.skipType(wire));
-      } else if (field === 4) {
-        expectWire(`${where}.histograms`, wire, WIRE_LEN);
-        histograms++;
-        guarded(`${where}.histograms`, () => r.skipType(wire));
-      } else {
-        guarded(`${where} field ${field}`, () => r.skipType(wire));
-      }
+      } else if (!readOtherField(where, field, wire, end)) histograms++;
     }
     if (r.pos !== end) throw new BadInputError(`corrupt protobuf: a field of ${where} runs past the series' end`, { field: where, offset: end });
 
-    const labels = seriesLabels(i, pairs, opts.limits);
+    const s = internSeries(seriesLabels(i, pairs, opts.limits));
+    if (cache !== null && labelsInFront && labelsEnd > start) cache.set(bytesKey(rawBuf, start, labelsEnd), s);
+    addSeries(i, s, histograms);
+  }
+
+  /** A TimeSeries field other than a label: false for a native histogram (counted by the caller). */
+  function readOtherField(where: string, field: number, wire: number, end: number): boolean {
+    if (field === 2) {
+      const sw = `${where}.samples[${ts.length}]`;
+      expectWire(sw, wire, WIRE_LEN);
+      if (result.samplesOffered >= opts.limits.samplesPerBatchMax)
+        throw new TooLargeError("number of samples in one request", opts.limits.samplesPerBatchMax, { field: sw });
+      result.samplesOffered++;
+      readSample(sw, embeddedEnd(sw, end));
+    } else if (field === 3) {
+      expectWire(`${where}.exemplars`, wire, WIRE_LEN);
+      result.exemplarsIgnored++;
+      guarded(`${where}.exemplars`, () => r.skipType(wire));
+    } else if (field === 4) {
+      expectWire(`${where}.histograms`, wire, WIRE_LEN);
+      guarded(`${where}.histograms`, () => r.skipType(wire));
+      return false;
+    } else {
+      guarded(`${where} field ${field}`, () => r.skipType(wire));
+    }
+    return true;
+  }
+
+  function addSeries(i: number, s: InternedSeries, histograms: number): void {
+    const where = `timeseries[${i}]`;
     if (histograms > 0)
-      throw new BadInputError(`series ${seriesKey(labels)} holds ${histograms} native histogram(s): native histograms are not supported`, { field: `${where}.histograms` });
+      throw new BadInputError(`series ${s.key} holds ${histograms} native histogram(s): native histograms are not supported`, { field: `${where}.histograms` });
     // Labels were checked even when the series carries no samples (a bad sender shows on its first request),
     // but only a series with samples enters the batch: a canonical batch holds no empty series.
     if (ts.length === 0) return;
-    const key = builder.series(labels, { field: where });
-    let p = byKey.get(key);
-    if (p === undefined) {
-      p = { labels, ts: [], vs: [], increasing: true };
-      byKey.set(key, p);
-    }
-    for (let j = 0; j < ts.length; j++) {
-      const t = ts[j]!;
-      if (p.ts.length > 0 && p.ts[p.ts.length - 1]! >= t) p.increasing = false;
-      p.ts.push(t);
-      p.vs.push(vs[j]!);
-    }
+    const key = builder.interned(s, { field: where });
+    for (let j = 0; j < ts.length; j++) builder.addSample(key, ts[j]!, vs[j]!);
   }
 
   function readMetadata(where: string, end: number): void {
@@ -334,7 +377,7 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
       return;
     }
     const [metric, help, unit] = decoded as [string, string, string];
-    if (metric === "" || utf8.encode(metric).length > opts.limits.labelValueBytesMax || utf8.encode(unit).length > opts.limits.labelValueBytesMax) {
+    if (metric === "" || utf8LongerThan(metric, opts.limits.labelValueBytesMax) || utf8LongerThan(unit, opts.limits.labelValueBytesMax)) {
       result.metadataDropped++;
       return;
     }
@@ -366,7 +409,7 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     return [n, text(value, "the value of label", `${JSON.stringify(n.slice(0, 64))} `)];
   }
 
-  function readSample(where: string, end: number, ts: bigint[], vs: number[]): void {
+  function readSample(where: string, end: number): void {
     let value = 0;
     let ms = 0n;
     while (r.pos < end) {
@@ -385,38 +428,44 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     const ns = ms * 1_000_000n;
     if (ns < INT64_MIN || ns > INT64_MAX)
       throw new BadInputError(`timestamp ${ms} ms is out of the int64 nanosecond range (years 1677-2262)`, { field: `${where}.timestamp` });
+    if (ts.length === vs.length) {
+      const grown = new Float64Array(vs.length * 2);
+      grown.set(vs);
+      vs = grown;
+    }
+    vs[ts.length] = value;
     ts.push(ns);
-    vs.push(value);
   }
 
-  // Keys in first-seen order are enough: the builder sorts them.
-  for (const [key, p] of byKey) {
-    if (p.increasing) {
-      for (let j = 0; j < p.ts.length; j++) builder.addSample(key, p.ts[j]!, p.vs[j]!);
-      continue;
-    }
-    // Stable by position, so the first occurrence of a timestamp in the request is the one kept.
-    const order = p.ts.map((_, j) => j).sort((a, b) => (p.ts[a]! < p.ts[b]! ? -1 : p.ts[a]! > p.ts[b]! ? 1 : a - b));
-    let lastT: bigint | null = null;
-    let lastV = 0;
-    for (const j of order) {
-      const t = p.ts[j]!;
-      const v = p.vs[j]!;
-      if (t === lastT) {
-        if (!sameValue(lastV, v)) {
-          result.inRequestConflicts++;
-          if (result.inRequestConflictsListed.length < CONFLICTS_LISTED_MAX)
-            result.inRequestConflictsListed.push({ series: key, timestampNs: t.toString(), storedValue: lastV, offeredValue: v });
-        }
-        continue;
-      }
-      builder.addSample(key, t, v);
-      lastT = t;
-      lastV = v;
-    }
+  if (builder.sampleCount > 0) {
+    const conflicts: InRequestConflicts = { count: 0, listed: result.inRequestConflictsListed };
+    result.batch = builder.build({ keepFirst: conflicts });
+    result.inRequestConflicts = conflicts.count;
   }
-  if (builder.sampleCount > 0) result.batch = builder.build();
   return result;
+}
+
+/**
+ * The end of the run of label fields (field 1, length-delimited: tag byte 0x0a) starting at `pos`, or `pos` when
+ * there is none. Only walks lengths; anything malformed ends the run, and the full decode reports it.
+ */
+function labelRunEnd(raw: Uint8Array, pos: number, end: number): number {
+  let p = pos;
+  while (p < end && raw[p] === 0x0a) {
+    let q = p + 1;
+    let len = 0;
+    let shift = 0;
+    for (;;) {
+      if (q >= end || shift > 28) return p;
+      const b = raw[q++]!;
+      len += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+      shift += 7;
+    }
+    if (q + len > end) return p;
+    p = q + len;
+  }
+  return p;
 }
 
 /** Prometheus's rules, checked before canonicalLabels (which would drop an empty-valued duplicate silently). */
@@ -429,9 +478,9 @@ function seriesLabels(i: number, pairs: readonly [string, string][], limits: Rem
     if (n === "") throw new BadInputError("empty label name", { field: `${where}.labels[${j}]` });
     if (seen.has(n)) throw new BadInputError(`duplicate label name ${JSON.stringify(n.slice(0, 64))}`, { field: `${where}.labels[${j}]` });
     // canonicalLabels checks these too, but would name the label only, not the series index.
-    if (utf8.encode(n).length > limits.labelNameBytesMax)
+    if (utf8LongerThan(n, limits.labelNameBytesMax))
       throw new TooLargeError(`label name ${JSON.stringify(n.slice(0, 64))} length in bytes`, limits.labelNameBytesMax, { field: `${where}.labels[${j}]` });
-    if (utf8.encode(v).length > limits.labelValueBytesMax)
+    if (utf8LongerThan(v, limits.labelValueBytesMax))
       throw new TooLargeError(`value of label ${JSON.stringify(n.slice(0, 64))} length in bytes`, limits.labelValueBytesMax, { field: `${where}.labels[${j}]` });
     seen.add(n);
     if (n === METRIC_NAME) name = v;
@@ -489,18 +538,21 @@ export function withoutPoints(batch: Batch, points: readonly ConflictingPoint[])
       total += s.timestampsNs.length;
       continue;
     }
-    const ts: bigint[] = [];
-    const vs: number[] = [];
+    // Typed arrays all the way: a plain array of doubles may lose a NaN's payload (a stale marker's).
+    const ts = new BigInt64Array(s.timestampsNs.length);
+    const vs = new Float64Array(s.values.length);
+    let n = 0;
     for (let j = 0; j < s.timestampsNs.length; j++) {
       if (d.has(s.timestampsNs[j]!)) continue;
-      ts.push(s.timestampsNs[j]!);
-      vs.push(s.values[j]!);
+      ts[n] = s.timestampsNs[j]!;
+      vs[n] = s.values[j]!;
+      n++;
     }
-    removed += s.timestampsNs.length - ts.length;
-    if (ts.length === 0) continue;
-    total += ts.length;
+    removed += s.timestampsNs.length - n;
+    if (n === 0) continue;
+    total += n;
     // Subsets of a canonical series stay sorted and unique: no need to re-check.
-    series.push({ key: s.key, labels: s.labels, timestampsNs: BigInt64Array.from(ts), values: Float64Array.from(vs) });
+    series.push({ key: s.key, labels: s.labels, labelBytes: s.labelBytes, timestampsNs: ts.slice(0, n), values: vs.slice(0, n) });
   }
   assert(total + removed === batch.sampleCount, "removing points lost or invented samples");
   if (total === 0) return { batch: null, removed };

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Batch, EncodedBatch } from "../core/batch.js";
 import type { Limits } from "../core/limits.js";
+import type { SeriesInternCache } from "../core/series-intern.js";
 import type { GapRule } from "../gaps/rules.js";
 import type { HaRule } from "../ingest/ha-dedup.js";
 import type { Receipt } from "../core/receipt.js";
@@ -22,6 +23,8 @@ export interface RouteContext {
   readonly metrics: ServerMetrics;
   readonly version: string;
   readonly startedAtMs: number;
+  /** Series remote-write senders sent before, by their raw label bytes (core/series-intern.ts): one per node, under its limits. */
+  readonly remoteWriteSeries: SeriesInternCache;
   state(): NodeState;
   /** The engine, or an UnavailableError (503, retryable) while starting or closing. */
   engine(): StorageEngine;

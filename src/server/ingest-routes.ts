@@ -175,7 +175,7 @@ export async function handleRemoteWrite(ctx: RouteContext, req: IncomingMessage,
     const key = idempotencyKey(req);
     resolveBatchId(key, "0", ctx.limits.idempotencyKeyBytesMax);
     const body = await readBody(req, ctx.limits.bodyBytesMax);
-    const decoded = decodeRemoteWrite(body, { limits: ctx.limits });
+    const decoded = decodeRemoteWrite(body, { limits: ctx.limits, seriesCache: ctx.remoteWriteSeries });
     const headers: Record<string, string> = { "X-HQ-Exemplars-Ignored": String(decoded.exemplarsIgnored) };
     // Metadata is advisory and this replica's own (a metadata read asks the peers too): kept before the samples are
     // written, so a write that fails for its samples still leaves it, as senders resend it every minute anyway.

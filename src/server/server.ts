@@ -3,6 +3,7 @@
 // down gracefully: stop accepting, let in-flight requests finish up to a
 // deadline, then close the engine.
 
+import { SeriesInternCache } from "../core/series-intern.js";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
@@ -73,6 +74,7 @@ export function createHqServer(opts: HqServerOptions): HqServer {
     metrics,
     version: opts.version ?? "0.0.0",
     startedAtMs: Date.now(),
+    remoteWriteSeries: new SeriesInternCache(),
     ...(opts.clusterInfo !== undefined ? { clusterInfo: opts.clusterInfo } : {}),
     state: () => state,
     writer: () => writer,
