@@ -18,6 +18,7 @@
 
 import { assert } from "../core/assert.js";
 import { decodeBatch } from "../core/batch.js";
+import { SeriesInternCache } from "../core/series-intern.js";
 import { ByteReader, ByteWriter } from "../core/bytes.js";
 import { CorruptionError } from "../core/errors.js";
 import { fromHex, sha256, toHex } from "../core/hash.js";
@@ -40,6 +41,9 @@ const view = (r: Rec): StoredBatch => ({ batchId: r.batchId, sha256: r.sha256, s
 
 export class EngineStore implements ReplicaStore {
   private readonly recs = new Map<string, Rec>();
+  // Series of the batches prepared here, by their canonical label bytes: a gateway sends the same series batch after
+  // batch, and decoding their labels again each time was most of a replica's work.
+  private readonly series = new SeriesInternCache();
 
   constructor(private readonly engine: Engine) {}
 
@@ -67,7 +71,7 @@ export class EngineStore implements ReplicaStore {
       return { kind: "duplicate", state: r.state };
     }
     // An aborted or fenced id holds nothing in the engine: it may take content (again), the caller having checked the fence.
-    const batch = decodeBatch(p.bytes, `batch ${p.batchId}`);
+    const batch = decodeBatch(p.bytes, `batch ${p.batchId}`, this.series);
     const res = this.engine.reserveSync(batch, p.batchId, p.sha256, p.hlc, p.bytes);
     switch (res.kind) {
       case "id-conflict":

@@ -68,6 +68,14 @@ function etcdArgs(c: ClusterFile, n: NodeEntry, state: "new" | "existing", initi
   ];
 }
 
+/**
+ * Node.js flags for every node process, from HQTS_NODE_EXEC_ARGV (split at whitespace): for profiling a cluster,
+ * e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (Node refuses --cpu-prof in NODE_OPTIONS).
+ */
+function nodeExecArgv(): string[] {
+  return (process.env.HQTS_NODE_EXEC_ARGV ?? "").split(/\s+/).filter((a) => a !== "");
+}
+
 function nodeCommand(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): string[] {
   const port = new URL(n.http).port;
   // Every etcd endpoint, its own member first: the node survives the loss of the member beside it.
@@ -103,7 +111,7 @@ function launchEtcd(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry, initialClu
 }
 
 function launchNode(env: PlaygroundEnv, c: ClusterFile, n: NodeEntry): number {
-  return spawnDetached(process.execPath, nodeCommand(env, c, n), n.log);
+  return spawnDetached(process.execPath, [...nodeExecArgv(), ...nodeCommand(env, c, n)], n.log);
 }
 
 const say = (env: PlaygroundEnv, s: string): void => void env.out.write(s + "\n");
