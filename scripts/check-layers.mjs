@@ -9,7 +9,7 @@ const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
 const SRC = join(ROOT, "src");
 
 // Lower rank = more fundamental. A module may import its own layer or lower ranks only.
-const RANK = { core: 0, ingest: 1, wal: 1, client: 1, net: 1, storage: 2, cluster: 3, integrity: 4, repair: 4, gaps: 4, provenance: 4, query: 5, server: 6, chaos: 6, cli: 7, ".": 8 };
+const RANK = { core: 0, ingest: 1, wal: 1, client: 1, net: 1, storage: 2, cluster: 3, repair: 4, gaps: 4, provenance: 4, query: 5, server: 6, chaos: 6, cli: 7, ".": 8 };
 
 function walk(dir) {
   return readdirSync(dir).flatMap((n) => {

@@ -1,4 +1,5 @@
-// A TCP proxy that injects link faults (issue 6): the kernel here has no
+// A TCP proxy that injects link faults (delay, bandwidth, drops, partitions)
+// for the chaos scenarios and campaign (docs/chaos.md): the kernel here has no
 // netem, so every node-to-node connection of a playground can be routed
 // through a LinkProxy whose faults are changed at run time. One proxy is one
 // link: it listens on a loopback port and forwards each accepted connection to

@@ -34,7 +34,7 @@ function port(v: string): number {
 
 /**
  * The `integrity` object of a node's GET /hq/v1/cluster, when it has one: `{ scrub: { passes, findings,
- * lastPassAt }, repairs: { total, byKind, last } }` (issue 4). Null when the node does not answer or has none.
+ * lastPassAt }, repairs: { total, byKind, last } }` (the scrubber and the repair log, docs/repairs.md). Null when the node does not answer or has none.
  */
 async function integrityOf(http: string): Promise<Record<string, unknown> | null> {
   try {

@@ -1,4 +1,4 @@
-// Composition of a replica's self-healing (issue 4, docs/repairs.md): what the
+// Composition of a replica's self-healing (docs/repairs.md): what the
 // node does about damage found at open or by the scrubber, anti-entropy with
 // its peers, and the record of every repair.
 //

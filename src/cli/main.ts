@@ -169,8 +169,9 @@ export function buildProgram(): Command {
     program
       .command("query")
       .description(
-        "for now: take a series selector and print a compact table (series, points, first, last).\n" +
-          "PromQL expressions come in a later version; today only plain selectors such as 'up{job=\"node\"}' work.",
+        "print a compact table (series, points, first, last) of the points stored for a series selector such as " +
+          "'up{job=\"node\"}'. It does not evaluate PromQL: the node answers PromQL on GET /api/v1/query and " +
+          "/api/v1/query_range (docs/promql.md).",
       )
       .argument("<selector>", "series selector"),
   )

@@ -26,7 +26,7 @@ interface Answer {
 
 async function fetchRepairs(base: string, params: URLSearchParams, timeoutMs: number): Promise<Answer> {
   const a = await request(`${base}${REPAIRS_PATH}?${params.toString()}`, { method: "GET" }, { retries: 2, timeoutMs });
-  if (a.status === 404) throw new CliError(`${describeFailure(a)} (does this node serve the repair log? it came with issue 4)`);
+  if (a.status === 404) throw new CliError(`${describeFailure(a)} (only a cluster node, started with --etcd, serves the repair log: is this a standalone node?)`);
   if (a.status !== 200) throw new CliError(describeFailure(a));
   let body: { data?: unknown; warnings?: unknown };
   try {

@@ -28,7 +28,7 @@ export interface MemberInfo {
   http: string;
   startedAt: string;
   version: string;
-  /** Ed25519 public key of the node (placeholder until the integrity issue lands). */
+  /** Always null: a node's Ed25519 verifier keys are published under keys/<node>/ (clusterKeys().keys, docs/provenance.md). */
   publicKey: string | null;
 }
 

@@ -1,4 +1,7 @@
-// Gap detection and inferred data (issue 5, docs/gaps.md): pure functions.
+// Gap detection and inferred data (docs/gaps.md): the pure functions that
+// learn a series' expected interval, find and classify its gaps, compute fills
+// and completeness, and the gap job (job.ts) that runs them and stores what
+// they find.
 
 export { LEARN_DELTAS_MAX_DEFAULT, LEARN_DELTAS_MIN_DEFAULT, learnIntervalNs, lowerMedian, type LearnIntervalOptions } from "./interval.js";
 export {

@@ -1,4 +1,4 @@
-// The gap job (issue 5, docs/gaps.md): finds gaps, records them, fills them
+// The gap job (docs/gaps.md): finds gaps, records them, fills them
 // per policy with inferred points, notices backfills and stale series.
 //
 // One node runs it at a time (the cluster's coordinator, elected in etcd; a

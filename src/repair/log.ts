@@ -1,7 +1,8 @@
 // The repair log: an append-only, durable record of every repair this node
-// made (issue 4). What was damaged or missing, where, what triggered the
-// repair, which peer the data came from, how many points and which batches,
-// the window digests before and after. Served by GET /hq/v1/repairs
+// made, so an operator can see what was damaged and how it was healed: what
+// was damaged or missing, where, what triggered the repair, which peer the
+// data came from, how many points and which batches, the window digests
+// before and after. Served by GET /hq/v1/repairs
 // (repair/route.ts) and `hqts repairs`; docs/repairs.md.
 //
 // On disk: JSON lines in <dataDir>/repairs/repairs.jsonl, one record a line,

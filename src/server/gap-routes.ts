@@ -1,4 +1,5 @@
-// Gap and completeness endpoints (issue 5, docs/gaps.md):
+// Gap and completeness endpoints (docs/gaps.md): what the gap job found and how
+// complete the selected series are, for dashboards and `hqts gaps`/`hqts completeness`:
 //   /hq/v1/gaps?match[]=&start=&end=[&state=]        the gaps the gap job recorded for the selected series
 //   /hq/v1/completeness?match[]=&start=&end=         per series: expected slots, original, inferred, missing
 // Both read through the node's reader, so in a cluster they are complete (majority) like every read.

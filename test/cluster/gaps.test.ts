@@ -1,12 +1,13 @@
-// Issue 5's acceptance on real processes: a 3-node playground whose gap job
-// (run by the elected coordinator) scans every second. A series sampled every
-// 10 s with a 6-hour hole: the job finds exactly that gap, fills it linearly
-// with points marked inferred (with their method), the export shows original
-// and inferred correctly, and when the original data for the hole arrives it
-// replaces the inferred points and the gap shows as backfilled. Then the node
-// running the job is SIGKILLed mid-scan: another node finishes, no gap is
-// recorded twice and no inferred point written twice. A jittery series (±20%)
-// shows no false gap; a series that stopped is reported stale, never filled.
+// Gap detection and filling (docs/gaps.md) on real processes: a 3-node
+// playground whose gap job (run by the elected coordinator) scans every second.
+// A series sampled every 10 s with a 6-hour hole: the job finds exactly that
+// gap, fills it linearly with points marked inferred (with their method), the
+// export shows original and inferred correctly, and when the original data for
+// the hole arrives it replaces the inferred points and the gap shows as
+// backfilled. Then the node running the job is SIGKILLed mid-scan: another node
+// finishes, no gap is recorded twice and no inferred point written twice. A
+// jittery series (±20%) shows no false gap; a series that stopped is reported
+// stale, never filled.
 
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";

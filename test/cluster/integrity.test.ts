@@ -1,5 +1,5 @@
-// Issue 4's acceptance on real processes: a disk that lies costs no data.
-// On one replica of a 3-node playground: a byte flipped in a WAL segment while
+// Self-healing of a replica (docs/repairs.md) on real processes: a disk that
+// lies costs no data. On one replica of a 3-node playground: a byte flipped in a WAL segment while
 // the node runs (found by the scrubber) and while it is down (found at open);
 // a block file deleted under a running node; then 50 random byte flips across
 // its WAL and blocks while it is down. Each time every acked point comes back

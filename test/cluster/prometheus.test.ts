@@ -1,4 +1,4 @@
-// Issue 8's acceptance with a real Prometheus (Debian's `prometheus`, 2.42)
+// Prometheus compatibility with a real Prometheus (Debian's `prometheus`, 2.42)
 // scraping real exporters (Debian's `prometheus-node-exporter`, and
 // Prometheus's own /metrics) every second and remote-writing to a playground
 // node: everything it sends is stored, and the same PromQL queries give the
@@ -6,7 +6,7 @@
 //
 // Prometheus 2.42's range windows are closed on the left, 3.x's (ours) open:
 // queries are compared at evaluation times where no sample lies on a window's
-// left edge (checked against the raw samples), as the issue asks. A second
+// left edge (checked against the raw samples), where the two agree. A second
 // 2.42/3.x difference: rate/increase extrapolate differently for a series that
 // starts inside the window (3.x applies the 110% threshold before clamping at
 // the counter's zero point, 2.42 after), so the windows compared start after

@@ -1,4 +1,4 @@
-// Issue 7 on real processes: signed receipts, the Merkle log cut by the
+// Provenance (docs/provenance.md) on real processes: signed receipts, the Merkle log cut by the
 // sequencer and followed by every node, inclusion and consistency proofs,
 // the batch bytes behind them; then one replica's stored value rewritten on
 // disk with every checksum recomputed: `hqts verify` names the batch, the

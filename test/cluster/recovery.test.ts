@@ -1,4 +1,4 @@
-// Issue 3's recovery acceptance on real processes: SIGKILL one node during
+// Replica catch-up and rebuild on real processes: SIGKILL one node during
 // sustained writes and restart it; it catches up and every acked point is on
 // every node, once. Then again with its data dir wiped: it rebuilds from its
 // peers. The nodes cut their head into a block every 3000 samples, so what the

@@ -1,4 +1,4 @@
-// Issue 3's acceptance on real processes: a 3-node playground (real etcd, real
+// Quorum replication on real processes: a 3-node playground (real etcd, real
 // nodes), quorum writes through any node, exactly-once under replays through
 // different nodes, failover in a retry when the node beside etcd's leader is
 // SIGKILLed mid-write, and no ack below a majority.

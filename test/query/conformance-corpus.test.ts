@@ -1,4 +1,4 @@
-// Issue 8's bar: Prometheus's own PromQL test corpus (../shared/conformance/promql,
+// PromQL conformance (docs/promql.md): Prometheus's own PromQL test corpus (../shared/conformance/promql,
 // Prometheus 3.14's promqltest scripts) run against HQ-TS: every `load` goes
 // through the storage engine's write path, every `eval` through the PromQL
 // engine over the store. Prints pass / fail / skip per file with the reasons;
