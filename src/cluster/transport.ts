@@ -1,14 +1,23 @@
 // Node-to-node transport for the replication protocol's messages
 // (docs/format/replication.md, "Transport"). The protocol's state machines
-// are asynchronous message passers: replies are messages too, so a send is
-// one POST of one encoded message, answered 202 as soon as the receiver has
-// decoded it and handed it to its machine. No request/response pairing, no
+// are asynchronous message passers: replies are messages too, so a send
+// queues one encoded message for its peer, and the queue goes out as one POST
+// (a sequence of messages), answered 202 as soon as the receiver has decoded
+// them and handed them to its machine. No request/response pairing, no
 // retries here: the protocol tolerates loss and re-sends what it must.
 //
+// Why a queue: a POST costs far more than the messages in it (headers, a
+// request object, a socket write, the peer's parse), and under load a
+// gateway sends several messages to each peer per event-loop turn. Messages
+// sent during one turn leave together, and while a peer already has
+// `maxPostsInFlightPerPeer` POSTs under way the queue grows until one
+// returns: one POST per peer per turn under light load, fewer and larger
+// ones under heavy load, never a message held back from an idle link.
+//
 // Outbound: one keep-alive Agent per peer (bounded sockets), a bounded number
-// of in-flight sends per peer (beyond it a message is dropped and counted),
-// a timeout per send, and `onUnreachable(peer)` as soon as a peer refuses
-// connections, so a gateway can drop that replica at once.
+// of messages queued or in flight per peer (beyond it a message is dropped
+// and counted), a timeout per send, and `onUnreachable(peer)` as soon as a
+// peer refuses connections, so a gateway can drop that replica at once.
 //
 // Inbound: `makeInboundHandler` gives a route handler (the shape of
 // src/server/routes.ts `Handler`; this layer cannot import the server) that
@@ -17,7 +26,17 @@
 import { Agent, request, type IncomingMessage, type ServerResponse } from "node:http";
 import { BadInputError, HqError } from "../core/errors.js";
 import type { Message } from "./protocol/messages.js";
-import { MAX_MESSAGE_BYTES, MESSAGE_CONTENT_TYPE, checkPayloadDigests, decodeMessage, encodeMessage } from "./wire.js";
+import {
+  MAX_MESSAGE_BYTES,
+  MAX_SEQUENCE_BYTES,
+  MESSAGE_CONTENT_TYPE,
+  MESSAGES_CONTENT_TYPE,
+  checkPayloadDigests,
+  decodeMessage,
+  decodeMessageSequence,
+  encodeMessage,
+  encodeMessageSequence,
+} from "./wire.js";
 import { readBody } from "../net/body.js";
 
 /** The path every node serves inbound messages on. */
@@ -31,8 +50,10 @@ export interface TransportOptions {
   readonly onUnreachable?: (peerUrl: string) => void;
   /** Called when a send fails for any other reason (timeout, reset, non-202 answer). */
   readonly onSendError?: (peerUrl: string, err: Error) => void;
-  /** Sends in flight to one peer at once; more are dropped and counted. Default 256. */
+  /** Messages queued or in flight to one peer at once; more are dropped and counted. Default 256. */
   readonly maxInFlightPerPeer?: number;
+  /** POSTs under way to one peer at once; messages sent meanwhile wait and leave together. Default 4. */
+  readonly maxPostsInFlightPerPeer?: number;
   /** Sockets per peer (keep-alive). Default 8. */
   readonly maxSocketsPerPeer?: number;
   /** Per-send timeout when the caller gives none. Default 5000 ms. */
@@ -40,8 +61,15 @@ export interface TransportOptions {
 }
 
 export interface SendOptions {
-  /** Give up (and count a timeout) if the peer has not answered by then. */
+  /** Give up (and count a timeout) if the peer has not answered by then (from the send, queueing included). */
   readonly timeoutMs?: number;
+}
+
+interface Queued {
+  readonly body: Uint8Array;
+  readonly timeoutMs: number;
+  readonly deadlineMs: number;
+  readonly resolve: () => void;
 }
 
 export interface TransportCounters {
@@ -56,32 +84,45 @@ export interface TransportCounters {
 const zero = (): TransportCounters => ({ sent: 0, delivered: 0, dropped: 0, unreachable: 0, timeouts: 0, failed: 0 });
 
 interface Peer {
+  readonly peerUrl: string;
   readonly url: URL;
   readonly agent: Agent;
+  /** Messages accepted and not yet settled (queued or in a POST): at most maxInFlight. */
   inFlight: number;
+  /** Messages waiting for a POST, oldest first; changed by send() and flush() only. */
+  readonly queue: Queued[];
+  /** POSTs under way: at most maxPosts. */
+  posts: number;
+  /** A flush is scheduled for the end of this event-loop turn. */
+  flushScheduled: boolean;
   readonly counters: TransportCounters;
 }
+
+/** A POST carries at most this many bytes of messages, unless one message alone is larger. */
+const POST_BYTES_MAX = 8 * 1024 * 1024;
 
 export class Transport {
   private readonly peers = new Map<string, Peer>();
   private readonly totals = zero();
   private readonly maxInFlight: number;
   private readonly maxSockets: number;
+  private readonly maxPosts: number;
   private readonly defaultTimeoutMs: number;
   private closed = false;
 
   constructor(private readonly options: TransportOptions = {}) {
     this.maxInFlight = options.maxInFlightPerPeer ?? 256;
+    this.maxPosts = options.maxPostsInFlightPerPeer ?? 4;
     this.maxSockets = options.maxSocketsPerPeer ?? 8;
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? 5000;
   }
 
   /**
-   * POSTs one message to `peerUrl` (the peer's base URL, e.g.
-   * `http://10.0.0.2:8428`). Never rejects: the promise settles when the
-   * attempt is over (delivered, dropped, or failed), and the outcome shows
-   * in the counters and callbacks. A message that cannot be encoded counts
-   * as failed (and goes to `onSendError`).
+   * Sends one message to `peerUrl` (the peer's base URL, e.g.
+   * `http://10.0.0.2:8428`), in the next POST to that peer. Never rejects:
+   * the promise settles when the attempt is over (delivered, dropped, or
+   * failed), and the outcome shows in the counters and callbacks. A message
+   * that cannot be encoded counts as failed (and goes to `onSendError`).
    */
   send(peerUrl: string, msg: Message, opts: SendOptions = {}): Promise<void> {
     let peer: Peer;
@@ -102,9 +143,38 @@ export class Transport {
     }
     peer.inFlight++;
     this.count(peer, "sent");
-    return this.post(peerUrl, peer, body, opts.timeoutMs ?? this.defaultTimeoutMs).finally(() => {
-      peer.inFlight--;
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    return new Promise<void>((resolve) => {
+      peer.queue.push({ body, timeoutMs, deadlineMs: performance.now() + timeoutMs, resolve });
+      this.scheduleFlush(peer);
     });
+  }
+
+  private scheduleFlush(peer: Peer): void {
+    if (peer.flushScheduled || peer.posts >= this.maxPosts) return;
+    peer.flushScheduled = true;
+    setImmediate(() => {
+      peer.flushScheduled = false;
+      this.flush(peer);
+    });
+  }
+
+  /** Sends what is queued, as few POSTs as fit the bounds. */
+  private flush(peer: Peer): void {
+    if (this.closed) return;
+    while (peer.queue.length > 0 && peer.posts < this.maxPosts) {
+      let bytes = 0;
+      let n = 0;
+      while (n < peer.queue.length && (n === 0 || bytes + peer.queue[n]!.body.length <= POST_BYTES_MAX)) bytes += peer.queue[n++]!.body.length;
+      const group = peer.queue.splice(0, n);
+      peer.posts++;
+      void this.post(peer, group).finally(() => {
+        peer.posts--;
+        peer.inFlight -= group.length;
+        for (const q of group) q.resolve();
+        if (peer.queue.length > 0) this.scheduleFlush(peer);
+      });
+    }
   }
 
   /** Counters summed over every peer. */
@@ -121,7 +191,14 @@ export class Transport {
   /** Closes every pooled connection; later sends fail (counted). In-flight sends are aborted. */
   close(): void {
     this.closed = true;
-    for (const p of this.peers.values()) p.agent.destroy();
+    for (const p of this.peers.values()) {
+      p.agent.destroy();
+      // Queued messages never leave now: they fail, like the in-flight ones the destroyed sockets abort.
+      const queued = p.queue.splice(0);
+      p.inFlight -= queued.length;
+      if (queued.length > 0) this.count(p, "failed", queued.length);
+      for (const q of queued) q.resolve();
+    }
     this.peers.clear();
   }
 
@@ -136,28 +213,39 @@ export class Transport {
     }
     if (base.protocol !== "http:") throw new BadInputError(`peer URL "${peerUrl.slice(0, 200)}": only http: is supported`, { field: "peerUrl" });
     p = {
+      peerUrl,
       url: new URL(INTERNAL_MSG_PATH, base),
       agent: new Agent({ keepAlive: true, maxSockets: this.maxSockets, maxFreeSockets: this.maxSockets }),
       inFlight: 0,
+      queue: [],
+      posts: 0,
+      flushScheduled: false,
       counters: zero(),
     };
     this.peers.set(peerUrl, p);
     return p;
   }
 
-  private count(peer: Peer, what: keyof TransportCounters): void {
-    peer.counters[what]++;
-    this.totals[what]++;
+  private count(peer: Peer, what: keyof TransportCounters, messages = 1): void {
+    peer.counters[what] += messages;
+    this.totals[what] += messages;
   }
 
-  private post(peerUrl: string, peer: Peer, body: Uint8Array, timeoutMs: number): Promise<void> {
+  /** One POST of a group of messages; every message in it shares the outcome. */
+  private post(peer: Peer, group: readonly Queued[]): Promise<void> {
+    const peerUrl = peer.peerUrl;
+    const body = encodeMessageSequence(group.map((q) => q.body));
+    let first = group[0]!;
+    for (const q of group) if (q.deadlineMs < first.deadlineMs) first = q;
+    const timeoutMs = first.timeoutMs;
+    const waitMs = Math.max(1, Math.round(first.deadlineMs - performance.now()));
     return new Promise<void>((resolve) => {
       let settled = false;
       const done = (outcome: keyof TransportCounters, err: Error | null): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        this.count(peer, outcome);
+        this.count(peer, outcome, group.length);
         if (outcome === "unreachable") this.options.onUnreachable?.(peerUrl);
         else if (err !== null) this.options.onSendError?.(peerUrl, err);
         resolve();
@@ -165,12 +253,12 @@ export class Transport {
       const req = request(peer.url, {
         method: "POST",
         agent: peer.agent,
-        headers: { "Content-Type": MESSAGE_CONTENT_TYPE, "Content-Length": String(body.length) },
+        headers: { "Content-Type": MESSAGES_CONTENT_TYPE, "Content-Length": String(body.length) },
       });
       const timer = setTimeout(() => {
         done("timeouts", new Error(`no answer from ${peerUrl} within ${timeoutMs} ms`));
         req.destroy();
-      }, timeoutMs);
+      }, waitMs);
       req.on("error", (e: NodeJS.ErrnoException) => {
         done(e.code !== undefined && UNREACHABLE_CODES.has(e.code) ? "unreachable" : "failed", e);
       });
@@ -203,7 +291,7 @@ export class Transport {
 // ---------------------------------------------------------------- inbound
 
 export interface InboundLimits {
-  /** Largest body accepted (413 past it). Default and ceiling: MAX_MESSAGE_BYTES. */
+  /** Largest body accepted (413 past it). Default and ceiling: MAX_SEQUENCE_BYTES (a single message: MAX_MESSAGE_BYTES). */
   readonly maxBodyBytes?: number;
 }
 
@@ -235,34 +323,41 @@ function errorBody(err: HqError): Record<string, unknown> {
 /**
  * The handler for `POST /hq/v1/internal/msg`: reads the body (413 past the
  * limit), decodes it (400 naming the problem when malformed), calls
- * `onMessage` and answers 202. Wrong content type → 415, wrong content
- * encoding → 415. If `onMessage` throws, the handler rethrows without
- * answering (the server's error path logs it and answers 500).
+ * `onMessage` for each message in order and answers 202. The body is one
+ * message (`application/x-hqts-msg`) or a sequence (`application/x-hqts-msgs`,
+ * what this transport sends); a sequence is decoded and checked whole before
+ * any of it is delivered. Wrong content type → 415, wrong content encoding →
+ * 415. If `onMessage` throws, the handler rethrows without answering (the
+ * server's error path logs it and answers 500).
  */
 export function makeInboundHandler(onMessage: (msg: Message) => void, limits: InboundLimits = {}): InboundHandler {
-  const limit = Math.min(limits.maxBodyBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
+  const limit = Math.min(limits.maxBodyBytes ?? MAX_SEQUENCE_BYTES, MAX_SEQUENCE_BYTES);
   return async (_ctx, req, res) => {
     const source = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
     const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
     const encoding = String(req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
-    if (type !== MESSAGE_CONTENT_TYPE || (encoding !== "identity" && encoding !== "")) {
+    const known = type === MESSAGE_CONTENT_TYPE || type === MESSAGES_CONTENT_TYPE;
+    if (!known || (encoding !== "identity" && encoding !== "")) {
       req.resume();
-      const what = type !== MESSAGE_CONTENT_TYPE ? `Content-Type "${type.slice(0, 80)}" (want ${MESSAGE_CONTENT_TYPE})` : `Content-Encoding "${encoding.slice(0, 40)}" (want identity)`;
+      const what = !known
+        ? `Content-Type "${type.slice(0, 80)}" (want ${MESSAGES_CONTENT_TYPE} or ${MESSAGE_CONTENT_TYPE})`
+        : `Content-Encoding "${encoding.slice(0, 40)}" (want identity)`;
       answer(res, 415, { status: "error", errorType: "bad_data", error: `unsupported ${what}`, code: "bad_input", retryable: false });
       return;
     }
-    let msg: Message;
+    let msgs: Message[];
     try {
       // Content-Encoding was refused above, so readBody reads the raw bytes.
-      msg = decodeMessage(await readBody(req, limit), source);
-      checkPayloadDigests(msg, source);
+      const body = await readBody(req, type === MESSAGE_CONTENT_TYPE ? Math.min(limit, MAX_MESSAGE_BYTES) : limit);
+      msgs = type === MESSAGE_CONTENT_TYPE ? [decodeMessage(body, source)] : decodeMessageSequence(body, source);
+      for (const msg of msgs) checkPayloadDigests(msg, source);
     } catch (e) {
       const err = e instanceof HqError ? e : new BadInputError(String(e));
       // Past the limit the rest of the body is discarded; close so the peer stops sending it.
       answer(res, err.code === "too_large" ? 413 : 400, errorBody(err), err.code === "too_large");
       return;
     }
-    onMessage(msg); // throwing is a bug on this node: the server's error path logs it and answers 500
+    for (const msg of msgs) onMessage(msg); // throwing is a bug on this node: the server's error path logs it and answers 500
     answer(res, 202, null);
   };
 }

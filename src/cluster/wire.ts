@@ -33,6 +33,10 @@ export const MAX_STRING_BYTES = 1024 * 1024;
 export const MAX_BIGINT_BITS = 1024;
 /** The media type of an encoded message on HTTP. */
 export const MESSAGE_CONTENT_TYPE = "application/x-hqts-msg";
+/** The media type of a sequence of encoded messages on HTTP (what the transport sends). */
+export const MESSAGES_CONTENT_TYPE = "application/x-hqts-msgs";
+/** Largest sequence: one largest message and its length prefix, or many smaller ones. */
+export const MAX_SEQUENCE_BYTES = MAX_MESSAGE_BYTES + 16;
 
 /** Type byte of each message (second byte of every message). */
 export const MESSAGE_TYPE_CODES = Object.freeze({
@@ -532,6 +536,39 @@ export function decodeMessage(bytes: Uint8Array, source: string): Message {
     // Not expected (every read is bounds-checked), but the contract is "typed errors only".
     throw new BadInputError(`malformed replication message from ${source}: ${e instanceof Error ? e.message : String(e)}`, { field: d.field, offset: d.r.offset }, { cause: e });
   }
+}
+
+/**
+ * A sequence of encoded messages: each one's byte length (uvarint), then its
+ * bytes; nothing else (docs/format/replication.md, "Transport").
+ */
+export function encodeMessageSequence(messages: readonly Uint8Array[]): Uint8Array {
+  let bytes = 0;
+  for (const m of messages) bytes += m.length + 10;
+  const w = new ByteWriter(bytes);
+  for (const m of messages) w.lenBytes(m);
+  if (w.length > MAX_SEQUENCE_BYTES) throw new TooLargeError(`message sequence of ${w.length} bytes`, MAX_SEQUENCE_BYTES);
+  return w.finish();
+}
+
+/** Decodes a whole sequence (every message, or a BadInputError/TooLargeError naming the one that is wrong). */
+export function decodeMessageSequence(bytes: Uint8Array, source: string): Message[] {
+  if (bytes.length > MAX_SEQUENCE_BYTES) throw new TooLargeError(`message sequence of ${bytes.length} bytes from ${source}`, MAX_SEQUENCE_BYTES);
+  const r = new ByteReader(bytes, source);
+  const out: Message[] = [];
+  while (r.remaining > 0) {
+    if (out.length >= MAX_LIST_ITEMS) throw new TooLargeError(`messages in one sequence from ${source}`, MAX_LIST_ITEMS);
+    const at = r.offset;
+    let body: Uint8Array;
+    try {
+      body = r.lenBytes();
+    } catch (e) {
+      throw new BadInputError(`malformed message sequence from ${source}: message ${out.length} is truncated`, { field: `message[${out.length}]`, offset: at }, { cause: e });
+    }
+    out.push(decodeMessage(body, `${source} (message ${out.length} of a sequence, at byte ${at})`));
+  }
+  if (out.length === 0) throw new BadInputError(`empty message sequence from ${source}`, { offset: 0 });
+  return out;
 }
 
 /**

@@ -198,7 +198,7 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const builder = new BatchBuilder(opts.limits);
   // One series' samples as they are read; reused, since a series' labels may follow its samples.
-  let ts: bigint[] = [];
+  const ts: bigint[] = [];
   let vs = new Float64Array(16);
   const result: RemoteWriteRequest = {
     batch: null,

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createServer, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { INTERNAL_MSG_PATH, Transport, inboundRoute, makeInboundHandler, type InboundHandler } from "../../src/cluster/transport.js";
-import { MESSAGE_CONTENT_TYPE, encodeMessage } from "../../src/cluster/wire.js";
+import { MESSAGE_CONTENT_TYPE, MESSAGES_CONTENT_TYPE, decodeMessageSequence, encodeMessage, encodeMessageSequence } from "../../src/cluster/wire.js";
 import type { Message } from "../../src/cluster/protocol/messages.js";
 import type { Route } from "../../src/server/routes.js";
 import { sha256, toHex } from "../../src/core/hash.js";
@@ -262,6 +262,55 @@ test("a batch whose bytes do not hash to the digest sent with them is refused (4
     const good = await post(srv.url, encodeMessage(prepare(3, "gw")), { "Content-Type": MESSAGE_CONTENT_TYPE });
     assert.equal(good.status, 202);
     assert.equal(got.length, 1);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("messages sent in one event-loop turn leave together: fewer POSTs than messages, all delivered in order", async () => {
+  const N = 60;
+  const c = collector(N);
+  const inner = makeInboundHandler(c.onMessage);
+  let posts = 0;
+  const srv = await serve(async (ctx, req, res, url, params) => {
+    posts++;
+    await inner(ctx, req, res, url, params);
+  });
+  const t = new Transport({ maxPostsInFlightPerPeer: 2 });
+  try {
+    const sent = Array.from({ length: N }, (_, i) => reply(i, "a"));
+    await Promise.all(sent.map((m) => t.send(srv.url, m)));
+    await c.done;
+    assert.deepStrictEqual(c.got, sent, "one peer's messages arrive in the order sent");
+    assert.ok(posts >= 1 && posts <= 2, `${N} messages sent in one turn took ${posts} POSTs (at most one per POST slot)`);
+    assert.deepEqual(t.peerStats(srv.url), { sent: N, delivered: N, dropped: 0, unreachable: 0, timeouts: 0, failed: 0, inFlight: 0 });
+  } finally {
+    t.close();
+    await srv.close();
+  }
+});
+
+test("a message sequence: one POST of several messages; a bad one refuses the whole body; single messages are still taken", async () => {
+  const got: Message[] = [];
+  const srv = await serve(makeInboundHandler((m) => got.push(m)));
+  try {
+    const good = [prepare(1, "gw"), reply(2, "gw"), prepare(3, "gw")];
+    const seq = encodeMessageSequence(good.map(encodeMessage));
+    assert.deepStrictEqual(decodeMessageSequence(seq, "test"), good);
+    assert.equal((await post(srv.url, seq, { "Content-Type": MESSAGES_CONTENT_TYPE })).status, 202);
+    assert.deepStrictEqual(got, good);
+    // A damaged batch in the middle: nothing of the body reaches the machine.
+    const bad = encodeMessageSequence([prepare(4, "gw"), prepare(5, "gw", "ab".repeat(32)), prepare(6, "gw")].map(encodeMessage));
+    const r = await post(srv.url, bad, { "Content-Type": MESSAGES_CONTENT_TYPE });
+    assert.equal(r.status, 400);
+    assert.match(r.body, /batch b5: SHA-256/);
+    // Truncated inside the second message's length prefix or bytes: 400 naming the message.
+    const cut = await post(srv.url, seq.subarray(0, seq.length - 3), { "Content-Type": MESSAGES_CONTENT_TYPE });
+    assert.equal(cut.status, 400);
+    assert.match(cut.body, /message 2/);
+    assert.equal((await post(srv.url, new Uint8Array(0), { "Content-Type": MESSAGES_CONTENT_TYPE })).status, 400);
+    assert.equal((await post(srv.url, encodeMessage(reply(7, "gw")), { "Content-Type": MESSAGE_CONTENT_TYPE })).status, 202);
+    assert.equal(got.length, 4);
   } finally {
     await srv.close();
   }
