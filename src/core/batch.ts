@@ -46,23 +46,67 @@ export function sameValue(a: number, b: number): boolean {
   return false;
 }
 
+// Timestamps are written through 32-bit words of the BigInt64Array's buffer, in the platform's byte order.
+assert(new Uint8Array(new Uint32Array([1]).buffer)[0] === 1, "HQ-TS assumes a little-endian platform");
+
+/** The largest |ms| whose ns fit int64: 2^63 / 10^6, rounded down. */
+export const MS_ABS_MAX_FOR_NS = 9_223_372_036_854;
+
 /**
  * A growable run of samples in typed arrays. Typed, not `number[]`: V8 may
  * canonicalise a NaN stored in a plain array of doubles, which would lose a
  * stale marker's payload (docs/format/batch.md); a Float64Array keeps the bits.
+ * Timestamps given in milliseconds are converted to int64 nanoseconds without
+ * a BigInt (senders like Prometheus give one per sample).
  */
-class SampleList {
+export class SampleList {
   ts: BigInt64Array;
   vs: Float64Array;
+  // The words of `ts`: words[2i] low, words[2i+1] high (little-endian).
+  private words: Uint32Array;
   length = 0;
   increasing = true;
+  // The last timestamp's words, for the order check without reading a BigInt back.
+  private lastHi = 0;
+  private lastLo = 0;
 
   constructor(capacity = 1) {
     this.ts = new BigInt64Array(capacity);
     this.vs = new Float64Array(capacity);
+    this.words = new Uint32Array(this.ts.buffer);
   }
 
   push(t: bigint, v: number): void {
+    const i = this.slot();
+    this.ts[i] = t;
+    this.vs[i] = v;
+    this.settle(i);
+  }
+
+  /** push() of `ms` milliseconds (a safe integer with |ms| <= MS_ABS_MAX_FOR_NS), stored as ms * 10^6 ns, exactly. */
+  pushMs(ms: number, v: number): void {
+    assert(Number.isSafeInteger(ms) && Math.abs(ms) <= MS_ABS_MAX_FOR_NS, `pushMs: ${ms} ms is out of the int64 ns range`);
+    const i = this.slot();
+    // |ms| < 2^44: split it at 2^22 so that every product and sum below stays an exact integer under 2^53.
+    const m = Math.abs(ms);
+    const a = Math.floor(m / 4194304);
+    const A = a * 1_000_000;
+    const B = (m - a * 4194304) * 1_000_000;
+    let lo = (A % 1024) * 4194304 + (B % 4294967296);
+    let hi = Math.floor(A / 1024) + Math.floor(B / 4294967296) + Math.floor(lo / 4294967296);
+    lo %= 4294967296;
+    if (ms < 0) {
+      // Two's complement of the 64-bit magnitude.
+      lo = (~lo + 1) >>> 0;
+      hi = (~hi + (lo === 0 ? 1 : 0)) >>> 0;
+    }
+    this.words[2 * i] = lo;
+    this.words[2 * i + 1] = hi;
+    this.vs[i] = v;
+    this.settle(i);
+  }
+
+  private slot(): number {
     if (this.length === this.ts.length) {
       const ts = new BigInt64Array(this.length * 2);
       ts.set(this.ts);
@@ -70,10 +114,17 @@ class SampleList {
       vs.set(this.vs);
       this.ts = ts;
       this.vs = vs;
+      this.words = new Uint32Array(ts.buffer);
     }
-    if (this.length > 0 && this.ts[this.length - 1]! >= t) this.increasing = false;
-    this.ts[this.length] = t;
-    this.vs[this.length] = v;
+    return this.length;
+  }
+
+  private settle(i: number): void {
+    const hi = this.words[2 * i + 1]! | 0;
+    const lo = this.words[2 * i]!;
+    if (i > 0 && (this.lastHi > hi || (this.lastHi === hi && this.lastLo >= lo))) this.increasing = false;
+    this.lastHi = hi;
+    this.lastLo = lo;
     this.length++;
   }
 }
@@ -137,6 +188,16 @@ export class BatchBuilder {
     if (this.samples >= this.limits.samplesPerBatchMax)
       throw new TooLargeError("number of samples in one request", this.limits.samplesPerBatchMax, loc);
     s.samples.push(timestampNs, value);
+    this.samples++;
+  }
+
+  /** addSample() with the timestamp in ms (see SampleList.pushMs). */
+  addSampleMs(key: string, timestampMs: number, value: number, loc: InputLocation = {}): void {
+    const s = this.byKey.get(key);
+    assert(s !== undefined, "addSampleMs on a series not registered with series()");
+    if (this.samples >= this.limits.samplesPerBatchMax)
+      throw new TooLargeError("number of samples in one request", this.limits.samplesPerBatchMax, loc);
+    s.samples.pushMs(timestampMs, value);
     this.samples++;
   }
 

@@ -16,13 +16,12 @@
 
 import protobuf from "protobufjs/minimal.js";
 import { assert } from "../core/assert.js";
-import { BATCH_ID_BYTES_MAX, BatchBuilder, CONFLICTS_LISTED_MAX, type Batch, type BatchSeries, type EncodedBatch, type InRequestConflicts } from "../core/batch.js";
+import { BATCH_ID_BYTES_MAX, BatchBuilder, CONFLICTS_LISTED_MAX, MS_ABS_MAX_FOR_NS, type Batch, type BatchSeries, type EncodedBatch, type InRequestConflicts } from "../core/batch.js";
 import { BadInputError, TooLargeError, type ConflictingPoint } from "../core/errors.js";
 import { toHex, sha256 } from "../core/hash.js";
 import { canonicalLabels, METRIC_NAME, utf8LongerThan, type Labels } from "../core/labels.js";
 import { asBuffer, bytesKey, internSeries, type InternedSeries, type SeriesInternCache } from "../core/series-intern.js";
 import type { Limits } from "../core/limits.js";
-import { INT64_MAX, INT64_MIN } from "../core/time.js";
 import { METRIC_TYPES, type MetricMetadata } from "../core/metadata.js";
 
 /**
@@ -198,7 +197,8 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const builder = new BatchBuilder(opts.limits);
   // One series' samples as they are read; reused, since a series' labels may follow its samples.
-  const ts: bigint[] = [];
+  let tsMs = new Float64Array(16);
+  let samplesRead = 0;
   let vs = new Float64Array(16);
   const result: RemoteWriteRequest = {
     batch: null,
@@ -227,21 +227,36 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
   };
 
   // Field number 0 does not exist; a run of zero bytes (say, a damaged or padded body) must not read as data.
-  const readTag = (where: string): { field: number; wire: number } => {
+  // The tag as read (field number << 3 | wire type). No closure or object per call: this runs for every field.
+  const readTag = (where: string): number => {
     const at = r.pos;
-    const tag = guarded(where, () => r.uint32());
+    let tag: number;
+    try {
+      tag = r.uint32();
+    } catch (e) {
+      throw new BadInputError(`corrupt protobuf in ${where}: ${e instanceof Error ? e.message : String(e)}`, { field: where, offset: at });
+    }
     if (tag >>> 3 === 0) throw new BadInputError(`corrupt protobuf: field number 0 in ${where}`, { field: where, offset: at });
-    return { field: tag >>> 3, wire: tag & 7 };
+    return tag;
   };
   /** Reads a length prefix; the embedded message must end inside its parent. */
   const embeddedEnd = (where: string, parentEnd: number): number => {
-    const end = guarded(where, () => r.uint32()) + r.pos;
+    const at = r.pos;
+    let len: number;
+    try {
+      len = r.uint32();
+    } catch (e) {
+      throw new BadInputError(`corrupt protobuf in ${where}: ${e instanceof Error ? e.message : String(e)}`, { field: where, offset: at });
+    }
+    const end = len + r.pos;
     if (end > parentEnd) throw new BadInputError(`corrupt protobuf: ${where} runs past the end of its parent`, { field: where, offset: r.pos });
     return end;
   };
 
   while (r.pos < r.len) {
-    const { field, wire } = readTag("WriteRequest");
+    const tag = readTag("WriteRequest");
+      const field = tag >>> 3;
+      const wire = tag & 7;
     if (field === 1) {
       const i = result.timeseries++;
       const where = `timeseries[${i}]`;
@@ -283,10 +298,12 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     if (s === undefined) return false;
     r.pos = labelsEnd;
     const where = `timeseries[${i}]`;
-    ts.length = 0;
+    samplesRead = 0;
     let histograms = 0;
     while (r.pos < end) {
-      const { field, wire } = readTag(where);
+      const tag = readTag(where);
+      const field = tag >>> 3;
+      const wire = tag & 7;
       if (field === 1) return false;
       if (!readOtherField(where, field, wire, end)) histograms++;
     }
@@ -301,11 +318,13 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     const labelsEnd = labelRunEnd(raw, start, end);
     let labelsInFront = true;
     const pairs: [string, string][] = [];
-    ts.length = 0;
+    samplesRead = 0;
     let histograms = 0;
     while (r.pos < end) {
       const at = r.pos;
-      const { field, wire } = readTag(where);
+      const tag = readTag(where);
+      const field = tag >>> 3;
+      const wire = tag & 7;
       if (field === 1) {
         if (at >= labelsEnd) labelsInFront = false;
         const lw = `${where}.labels[${pairs.length}]`;
@@ -323,7 +342,7 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
   /** A TimeSeries field other than a label: false for a native histogram (counted by the caller). */
   function readOtherField(where: string, field: number, wire: number, end: number): boolean {
     if (field === 2) {
-      const sw = `${where}.samples[${ts.length}]`;
+      const sw = `${where}.samples[${samplesRead}]`;
       expectWire(sw, wire, WIRE_LEN);
       if (result.samplesOffered >= opts.limits.samplesPerBatchMax)
         throw new TooLargeError("number of samples in one request", opts.limits.samplesPerBatchMax, { field: sw });
@@ -349,16 +368,18 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
       throw new BadInputError(`series ${s.key} holds ${histograms} native histogram(s): native histograms are not supported`, { field: `${where}.histograms` });
     // Labels were checked even when the series carries no samples (a bad sender shows on its first request),
     // but only a series with samples enters the batch: a canonical batch holds no empty series.
-    if (ts.length === 0) return;
+    if (samplesRead === 0) return;
     const key = builder.interned(s, { field: where });
-    for (let j = 0; j < ts.length; j++) builder.addSample(key, ts[j]!, vs[j]!);
+    for (let j = 0; j < samplesRead; j++) builder.addSampleMs(key, tsMs[j]!, vs[j]!);
   }
 
   function readMetadata(where: string, end: number): void {
     let type = 0;
     const text: (Uint8Array | null)[] = [null, null, null];
     while (r.pos < end) {
-      const { field, wire } = readTag(where);
+      const tag = readTag(where);
+      const field = tag >>> 3;
+      const wire = tag & 7;
       if (field === 1) {
         expectWire(`${where}.type`, wire, WIRE_VARINT);
         type = guarded(where, () => r.int32());
@@ -388,7 +409,9 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     let name: Uint8Array | null = null;
     let value: Uint8Array | null = null;
     while (r.pos < end) {
-      const { field, wire } = readTag(where);
+      const tag = readTag(where);
+      const field = tag >>> 3;
+      const wire = tag & 7;
       if (field === 1 || field === 2) {
         expectWire(`${where}.${field === 1 ? "name" : "value"}`, wire, WIRE_LEN);
         const bytes = guarded(where, () => r.bytes());
@@ -411,9 +434,11 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
 
   function readSample(where: string, end: number): void {
     let value = 0;
-    let ms = 0n;
+    let ms = 0;
     while (r.pos < end) {
-      const { field, wire } = readTag(where);
+      const tag = readTag(where);
+      const field = tag >>> 3;
+      const wire = tag & 7;
       if (field === 1) {
         expectWire(`${where}.value`, wire, WIRE_FIXED64);
         if (r.pos + 8 > end) throw new BadInputError(`corrupt protobuf: ${where}.value runs past the sample's end`, { field: where, offset: r.pos });
@@ -421,20 +446,50 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
         r.skip(8);
       } else if (field === 2) {
         expectWire(`${where}.timestamp`, wire, WIRE_VARINT);
-        ms = int64ToBigInt(guarded(where, () => r.int64()));
+        ms = readInt64Ms(where, end);
       } else guarded(where, () => r.skipType(wire));
     }
     if (r.pos !== end) throw new BadInputError(`corrupt protobuf: a field of ${where} runs past the sample's end`, { field: where, offset: end });
-    const ns = ms * 1_000_000n;
-    if (ns < INT64_MIN || ns > INT64_MAX)
-      throw new BadInputError(`timestamp ${ms} ms is out of the int64 nanosecond range (years 1677-2262)`, { field: `${where}.timestamp` });
-    if (ts.length === vs.length) {
-      const grown = new Float64Array(vs.length * 2);
-      grown.set(vs);
-      vs = grown;
+    if (samplesRead === vs.length) {
+      const grownV = new Float64Array(vs.length * 2);
+      grownV.set(vs);
+      vs = grownV;
+      const grownT = new Float64Array(tsMs.length * 2);
+      grownT.set(tsMs);
+      tsMs = grownT;
     }
-    vs[ts.length] = value;
-    ts.push(ns);
+    vs[samplesRead] = value;
+    tsMs[samplesRead] = ms;
+    samplesRead++;
+  }
+
+  /**
+   * An int64 varint of milliseconds, as a number: exact, since every value HQ-TS can store (|ms| <= 2^63 ns / 10^6)
+   * is far below 2^53; anything larger is refused. Read by hand: protobufjs makes a Long per call.
+   */
+  function readInt64Ms(where: string, end: number): number {
+    const at = r.pos;
+    let lo = 0;
+    let hi = 0;
+    let p = r.pos;
+    for (let i = 0; ; i++) {
+      if (p >= end || i === 10) throw new BadInputError(`corrupt protobuf in ${where}: a truncated or over-long varint`, { field: `${where}.timestamp`, offset: at });
+      const b = raw[p++]!;
+      if (i < 4) lo |= (b & 0x7f) << (7 * i);
+      else if (i === 4) {
+        lo |= (b & 0x0f) << 28;
+        hi |= (b & 0x7f) >>> 4;
+      } else hi |= (b & 0x7f) << (7 * i - 32);
+      if (b < 0x80) break;
+    }
+    r.pos = p;
+    const high = hi | 0;
+    const ms = high * 4294967296 + (lo >>> 0);
+    if (Math.abs(high) >= 1 << 20 || Math.abs(ms) > MS_ABS_MAX_FOR_NS) {
+      const exact = BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+      throw new BadInputError(`timestamp ${exact} ms is out of the int64 nanosecond range (years 1677-2262)`, { field: `${where}.timestamp` });
+    }
+    return ms;
   }
 
   if (builder.sampleCount > 0) {
@@ -508,14 +563,6 @@ function float64FromBits(lo: number, hi: number): number {
   return f64[0]!;
 }
 
-function int64ToBigInt(v: protobuf.Long | number): bigint {
-  if (typeof v === "number") {
-    // protobufjs without the long package: exact only within 2^53, which ms timestamps are for ±285,000 years.
-    assert(Number.isSafeInteger(v), "int64 decoded to an inexact number");
-    return BigInt(v);
-  }
-  return (BigInt(v.high) << 32n) | BigInt(v.low >>> 0);
-}
 
 // ---------------------------------------------------------------------------
 // Storing the rest when some points conflict

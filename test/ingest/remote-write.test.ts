@@ -18,6 +18,7 @@ import {
   withoutPoints,
 } from "../../src/ingest/remote-write.js";
 import { LIMITS, seriesOf, plain, throwsAt } from "./util.js";
+import { SeriesInternCache } from "../../src/core/series-intern.js";
 import { WriteRequest } from "../helpers/remote-write.js";
 
 const require = createRequire(import.meta.url);
@@ -287,3 +288,63 @@ describe("remote write: storing the rest of a request", () => {
     assert.notEqual(partialBatchId("k".repeat(127), rest), long);
   });
 });
+
+describe("remote write: the series cache across requests", () => {
+  it("a series seen before decodes to the same batch as without the cache, request after request", () => {
+    const cache = new SeriesInternCache();
+    const series = (k: number): Ts[] =>
+      Array.from({ length: 50 }, (_, i) => ({
+        labels: { __name__: `m${i % 7}`, job: "node", instance: `h${i}:9100`, "ünï": "välue\n\"x" },
+        samples: [{ value: i + k / 10, timestamp: T0 + k * 15_000 }],
+      }));
+    for (let k = 0; k < 3; k++) {
+      const raw = proto(series(k));
+      const cold = decodeWriteRequest(raw, { limits: LIMITS });
+      const warm = decodeWriteRequest(raw, { limits: LIMITS, seriesCache: cache });
+      assert.deepEqual(encodeBatch(warm.batch!), encodeBatch(cold.batch!), `request ${k}`);
+      assert.deepEqual(plain(warm.batch!), plain(cold.batch!));
+    }
+    assert.equal(cache.stats().misses, 50, "each series decoded once");
+    assert.ok(cache.stats().hits >= 100);
+  });
+
+  it("labels that follow a series' samples are still read (the cache keys only labels in front)", () => {
+    const cache = new SeriesInternCache();
+    // timeseries { labels{__name__=m}, samples{1@T0}, labels{job=x} } by hand: protobufjs writes labels first.
+    const label = (n: string, v: string): number[] => {
+      const body = [0x0a, n.length, ...Buffer.from(n), 0x12, v.length, ...Buffer.from(v)];
+      return [0x0a, body.length, ...body];
+    };
+    const sampleBody = [0x09, ...new Uint8Array(new Float64Array([1]).buffer), 0x10, ...varint(T0)];
+    const ts = [...label("__name__", "m"), 0x12, sampleBody.length, ...sampleBody, ...label("job", "x")];
+    const raw = new Uint8Array([0x0a, ts.length, ...ts]);
+    for (let k = 0; k < 2; k++) {
+      const r = decodeWriteRequest(raw, { limits: LIMITS, seriesCache: cache });
+      assert.deepEqual([...plain(r.batch!).keys()], ['m{job="x"}'], `request ${k}`);
+    }
+    // The same labels in front, cached, and then a request whose series carries one more label after its samples.
+    const front = decodeWriteRequest(proto([{ labels: { __name__: "m" }, samples: [{ value: 2, timestamp: T0 }] }]), { limits: LIMITS, seriesCache: cache });
+    assert.deepEqual([...plain(front.batch!).keys()], ["m"]);
+    assert.deepEqual([...plain(decodeWriteRequest(raw, { limits: LIMITS, seriesCache: cache }).batch!).keys()], ['m{job="x"}']);
+  });
+
+  it("millisecond timestamps at the edges of the int64 ns range, negative ones included, are exact", () => {
+    const edges = ["9223372036854", "-9223372036854", "-1", "0", "1", "4194304", "-4194305"];
+    const r = decode([{ labels: { __name__: "m" }, samples: edges.map((timestamp, i) => ({ value: i, timestamp })) }]);
+    const want = edges.map((e) => BigInt(e) * MS).sort((a, b) => (a < b ? -1 : 1));
+    assert.deepEqual([...seriesOf(r.batch!, "m").timestampsNs], want);
+    throwsAt(() => decode([{ labels: { __name__: "m" }, samples: [{ value: 1, timestamp: "-9223372036855" }] }]), BadInputError, "timeseries[0].samples[0].timestamp", "out of the int64");
+    throwsAt(() => decode([{ labels: { __name__: "m" }, samples: [{ value: 1, timestamp: "-9223372036854775808" }] }]), BadInputError, "timeseries[0].samples[0].timestamp", "out of the int64");
+  });
+});
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  let v = BigInt(n);
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+  return out;
+}
