@@ -127,7 +127,7 @@ export class NodeProvenance {
         let a: BlockAudit;
         try {
           a = await auditBlock(t.path, {
-            batchBytes: (id) => svc.batchBytes(id).catch((e: unknown) => (e instanceof HqError && e.code === "not_found" ? null : Promise.reject(e))),
+            batchBytes: (ids) => svc.batchBytesMany(ids),
             expectedSha256: async (id, stored) => {
               const i = this.ledger.indexOf(id);
               return i === null ? stored : (await this.ledger.entry(i)).sha256;

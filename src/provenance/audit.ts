@@ -38,8 +38,8 @@ export interface BlockAudit {
 }
 
 export interface AuditSource {
-  /** The batch's canonical bytes (archive, else a peer), or null when none can be had. */
-  batchBytes(batchId: string): Promise<Uint8Array | null>;
+  /** These batches' canonical bytes (archived, rebuilt from points stored here, else a peer's); absent: none to be had. */
+  batchBytes(batchIds: readonly string[]): Promise<Map<string, Uint8Array>>;
   /** The digest the batch must have: the signed leaf's when the batch is in the log, else what storage recorded. */
   expectedSha256(batchId: string, stored: string): Promise<string>;
 }
@@ -52,9 +52,10 @@ export async function auditBlock(path: string, src: AuditSource): Promise<BlockA
     const table = reader.batches();
     // Per batch-table index: series key -> (timestamp -> value) of the batch, or null when unchecked.
     const content: (Map<string, Map<bigint, number>> | null)[] = [];
+    const found = await src.batchBytes(table.map((b) => b.batchId));
     for (const b of table) {
-      const bytes = await src.batchBytes(b.batchId);
-      if (bytes === null) {
+      const bytes = found.get(b.batchId);
+      if (bytes === undefined) {
         out.batchesUnchecked.push(b.batchId);
         content.push(null);
         continue;

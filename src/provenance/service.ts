@@ -19,6 +19,7 @@ import { sha256, toHex } from "../core/hash.js";
 import type { Receipt } from "../core/receipt.js";
 import type { EtcdMeta, clusterKeys } from "../cluster/etcd.js";
 import type { BatchInfo } from "../storage/engine.js";
+import { encodeWithDigest, type Batch } from "../core/batch.js";
 import type { BatchArchive } from "./archive.js";
 import { checkpointOrigin, openCheckpoint, signCheckpoint, type Checkpoint } from "./checkpoint.js";
 import type { FileSigner } from "./keys.js";
@@ -41,7 +42,12 @@ export interface ProvenanceOptions {
   nodeId: string;
   etcd: EtcdMeta;
   keys: ReturnType<typeof clusterKeys>;
-  engine: { listBatches(phase: "committed", fromHlc: bigint): BatchInfo[]; lookupBatch(batchId: string): BatchInfo | null };
+  engine: {
+    listBatches(phase: "committed", fromHlc: bigint): BatchInfo[];
+    lookupBatch(batchId: string): BatchInfo | null;
+    /** The batches as rebuilt from the points stored here (docs/format/archive.md, "Batches not archived"); absent when unknown. */
+    batchContents?(batchIds: readonly string[]): Map<string, Batch>;
+  };
   ledger: Ledger;
   archive: BatchArchive;
   signer: FileSigner;
@@ -262,36 +268,81 @@ export class ProvenanceService {
     return signStatement(statementFromReceipt(r, { cluster: this.o.cluster, gateway: this.o.nodeId, timeMs: Date.now(), mmdMs: this.o.mmdMs }), this.o.signer);
   }
 
-  /** The canonical bytes of a committed batch: from the archive, else from a peer (checked, then archived here). */
+  /**
+   * The canonical bytes of a committed batch: this node's own (the archive, or rebuilt from its stored points), else
+   * a peer's, checked against the digest and then archived here (this node's points no longer rebuild it).
+   */
   async batchBytes(batchId: string): Promise<Uint8Array> {
-    const info = this.o.engine.lookupBatch(batchId);
-    const local = await this.o.archive.get(batchId).catch((e: unknown) => {
-      if (e instanceof HqError && e.code === "corruption") return null;
-      throw e;
-    });
-    if (local !== null) return local;
-    if (info === null) throw new NotFoundError(`batch ${batchId} is not stored here`);
-    for (const peer of this.o.peers()) {
-      try {
-        const res = await fetch(`${peer}/hq/v1/internal/archive?id=${encodeURIComponent(batchId)}`, { signal: AbortSignal.timeout(PEER_TIMEOUT_MS) });
-        if (res.status !== 200) continue;
-        const bytes = new Uint8Array(await res.arrayBuffer());
-        if (toHex(sha256(bytes)) !== info.sha256) {
-          this.o.log.warn({ peer, batchId }, "provenance: a peer's archived batch does not match its digest");
-          continue;
-        }
-        this.o.archive.put(batchId, info.sha256, bytes);
-        return bytes;
-      } catch {
-        // next peer
-      }
-    }
-    throw new NotFoundError(`batch ${batchId}: its canonical bytes are in no archive reachable from here`);
+    const found = await this.batchBytesMany([batchId]);
+    const bytes = found.get(batchId);
+    if (bytes !== undefined) return bytes;
+    if (this.o.engine.lookupBatch(batchId) === null) throw new NotFoundError(`batch ${batchId} is not stored here`);
+    throw new NotFoundError(`batch ${batchId}: its canonical bytes are in no archive, and no stored points, reachable from here`);
   }
 
-  /** This node's archive only (the peer route: never asks further). */
+  /** batchBytes for many batches: the local ones in one pass over storage, the rest from peers one by one. Absent: none. */
+  async batchBytesMany(batchIds: readonly string[]): Promise<Map<string, Uint8Array>> {
+    const out = await this.localBatchBytesMany(batchIds);
+    for (const batchId of batchIds) {
+      if (out.has(batchId)) continue;
+      const expected = await this.expectedSha256(batchId);
+      if (expected === null) continue;
+      for (const peer of this.o.peers()) {
+        try {
+          const res = await fetch(`${peer}/hq/v1/internal/archive?id=${encodeURIComponent(batchId)}`, { signal: AbortSignal.timeout(PEER_TIMEOUT_MS) });
+          if (res.status !== 200) continue;
+          const bytes = new Uint8Array(await res.arrayBuffer());
+          if (toHex(sha256(bytes)) !== expected) {
+            this.o.log.warn({ peer, batchId }, "provenance: a peer's copy of a batch does not match its digest");
+            continue;
+          }
+          this.o.archive.put(batchId, expected, bytes);
+          out.set(batchId, bytes);
+          break;
+        } catch {
+          // next peer
+        }
+      }
+    }
+    return out;
+  }
+
+  /** This node's archive or stored points only (the peer route: never asks further). */
   async localBatchBytes(batchId: string): Promise<Uint8Array | null> {
-    return this.o.archive.get(batchId);
+    return (await this.localBatchBytesMany([batchId])).get(batchId) ?? null;
+  }
+
+  /**
+   * Canonical bytes this node holds on its own: archived copies (batches whose points are not all stored as theirs,
+   * and everything archived before batches were rebuilt), else rebuilt from the stored points in one pass and kept
+   * only when they hash to the batch's digest: a rewritten point makes its batch come out wrong here, never right.
+   */
+  private async localBatchBytesMany(batchIds: readonly string[]): Promise<Map<string, Uint8Array>> {
+    const out = new Map<string, Uint8Array>();
+    const rebuild: string[] = [];
+    for (const batchId of batchIds) {
+      const archived = await this.o.archive.get(batchId).catch((e: unknown) => {
+        if (e instanceof HqError && e.code === "corruption") return null;
+        throw e;
+      });
+      if (archived !== null) out.set(batchId, archived);
+      else rebuild.push(batchId);
+    }
+    if (rebuild.length === 0 || this.o.engine.batchContents === undefined) return out;
+    for (const [batchId, batch] of this.o.engine.batchContents(rebuild)) {
+      const expected = await this.expectedSha256(batchId);
+      const encoded = encodeWithDigest(batch);
+      if (expected !== null && encoded.sha256 === expected) out.set(batchId, encoded.bytes);
+      else this.o.log.warn({ batchId, rebuilt: encoded.sha256, expected }, "provenance: a batch rebuilt from the points stored here does not match its digest");
+    }
+    return out;
+  }
+
+  /** The digest a batch's bytes must have: its signed leaf's once in the log, else what storage recorded; null: unknown here. */
+  private async expectedSha256(batchId: string): Promise<string | null> {
+    const i = this.o.ledger.indexOf(batchId);
+    if (i !== null) return (await this.o.ledger.entry(i)).sha256;
+    return this.o.engine.lookupBatch(batchId)?.sha256 ?? null;
   }
 
   stats(): ProvenanceStats {
