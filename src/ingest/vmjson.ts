@@ -2,14 +2,14 @@
 //   {"metric":{"__name__":"x","job":"a"},"values":[1,"NaN"],"timestamps":[1700000000000,...]}
 // Timestamps are integer milliseconds. JSON has no NaN or Inf, so those come
 // as strings. This is the bulk-import path, so the per-sample loop allocates
-// nothing beyond the bigint timestamp the builder stores.
+// nothing: the builder stores ms timestamps as ns without a BigInt.
 
 import type { Batch } from "../core/batch.js";
-import { BatchBuilder } from "../core/batch.js";
+import { BatchBuilder, MS_ABS_MAX_FOR_NS } from "../core/batch.js";
 import { BadInputError, type InputLocation } from "../core/errors.js";
 import { canonicalLabels } from "../core/labels.js";
 import type { Limits } from "../core/limits.js";
-import { INT64_MAX, INT64_MIN, parseIntTimestamp } from "../core/time.js";
+import { parseIntTimestamp } from "../core/time.js";
 import { parseDecimalFloat, parseSpecialFloat } from "./numbers.js";
 import { decodeBody, isBlank, LineReader } from "./text.js";
 
@@ -17,34 +17,18 @@ export interface VmJsonOptions {
   limits: Limits;
 }
 
-// Whole milliseconds whose ns value fits int64; both are far below 2^53, so
-// every JSON number in range is an exact integer.
-const MS_MIN = Number(INT64_MIN / 1_000_000n);
-const MS_MAX = Number(INT64_MAX / 1_000_000n);
-
 export function parseVmJson(body: Uint8Array, opts: VmJsonOptions): Batch {
   const text = decodeBody(body);
   const builder = new BatchBuilder(opts.limits);
   const lines = new LineReader(text, opts.limits.lineBytesMax);
-  const reuse: TimestampReuse = { prevMs: [], prevNs: [] };
   for (let line = lines.next(); line !== null; line = lines.next()) {
     if (isBlank(line)) continue;
-    parseLine(line, lines.lineNo, builder, opts.limits, reuse);
+    parseLine(line, lines.lineNo, builder, opts.limits);
   }
   return builder.build();
 }
 
-/**
- * Series scraped from one target share their timestamps, so consecutive lines
- * usually repeat the same ms values: reusing the previous line's bigints
- * halves the ingest time and the memory the builder holds.
- */
-interface TimestampReuse {
-  prevMs: readonly unknown[];
-  prevNs: readonly bigint[];
-}
-
-function parseLine(line: string, lineNo: number, builder: BatchBuilder, limits: Limits, reuse: TimestampReuse): void {
+function parseLine(line: string, lineNo: number, builder: BatchBuilder, limits: Limits): void {
   const bad = (field: string, message: string): BadInputError => new BadInputError(message, { line: lineNo, field });
   let row: unknown;
   try {
@@ -72,19 +56,12 @@ function parseLine(line: string, lineNo: number, builder: BatchBuilder, limits: 
   const loc: InputLocation = { line: lineNo };
   const key = seriesOf(metric, loc, builder, limits, bad);
 
-  const { prevMs, prevNs } = reuse;
-  const timestampsNs: bigint[] = new Array<bigint>(values.length);
   for (let i = 0; i < values.length; i++) {
     const t: unknown = timestamps[i];
-    if (typeof t !== "number" || !Number.isInteger(t) || t < MS_MIN || t > MS_MAX)
+    if (typeof t !== "number" || !Number.isInteger(t) || t < -MS_ABS_MAX_FOR_NS || t > MS_ABS_MAX_FOR_NS)
       throw bad(`timestamps[${i}]`, describeBadTimestamp(t));
-    const v = parseValue(values[i], i, bad);
-    const ns = prevMs[i] === t ? prevNs[i]! : BigInt(t) * 1_000_000n;
-    timestampsNs[i] = ns;
-    builder.addSample(key, ns, v, loc);
+    builder.addSampleMs(key, t, parseValue(values[i], i, bad), loc);
   }
-  reuse.prevMs = timestamps;
-  reuse.prevNs = timestampsNs;
 }
 
 type Bad = (field: string, message: string) => BadInputError;
