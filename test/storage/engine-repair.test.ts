@@ -339,7 +339,9 @@ describe("Engine.repair", () => {
     const payload = encodeWalRepair(rec);
     const back = decodeWalRepair(payload, "test");
     assert.deepEqual({ ...back, part: undefined }, { ...rec, part: undefined });
-    assert.deepEqual(back.part, part);
+    // Decoding keeps each series' label section (labelBytes, a cache for re-encoding) that a built part lacks.
+    const content = (b: Batch) => ({ ...b, series: b.series.map(({ labelBytes: _cache, ...rest }) => rest) });
+    assert.deepEqual(content(back.part), content(part));
     for (let n = 0; n < payload.length; n++) assert.throws(() => decodeWalRepair(payload.subarray(0, n), "test"), CorruptionError, `torn at ${n}`);
     assert.throws(() => decodeWalRepair(Uint8Array.from([...payload, 0]), "test"), CorruptionError);
     const garble = (at: number, v: number): Uint8Array => {
