@@ -18,6 +18,7 @@ import { Engine, openEngine, type RepairMeta } from "../../src/storage/engine.js
 import { decodeWalRepair, encodeWalRepair, WalRecordType } from "../../src/storage/wal-payload.js";
 import { Wal } from "../../src/wal/wal.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
+import { openHost } from "./replica-host.js";
 
 const tempDir = tempDirs("hqts-repair-");
 
@@ -208,8 +209,9 @@ describe("Engine.repair", () => {
 
   it("defers a batch undecided here, and takes over points other undecided batches reserve", async () => {
     const dir = await tempDir();
-    const { e } = await open(dir);
-    await e.prepare(FULL, "P", 500n);
+    const h = await openHost(dir);
+    const e = h.engine;
+    assert.equal((await h.prepare(FULL, "P", 500n)).kind, "ok");
     assert.deepEqual(await repair(e, FULL, "P"), { stored: 0, present: 0, divergent: [], deferred: true });
     assert.deepEqual(read(e, "m"), []);
     assert.equal(e.lookupBatch("P")?.phase, "prepared");
@@ -218,16 +220,17 @@ describe("Engine.repair", () => {
     assert.deepEqual(r, { stored: 0, present: 3, divergent: [], deferred: false });
     const byR = ALL_OF_FULL.map((p) => ({ ...p, batch: "R" }));
     assert.deepEqual(read(e, "m"), byR);
-    // They outlive the abort of the batch that reserved them first, here and after a restart.
-    e.abort("P");
+    // They outlive the abort of the batch that reserved them first, here and after a restart (which replays P's
+    // reservation, R's repair and P's abort in that order).
+    await h.abort("P");
     assert.deepEqual(read(e, "m"), byR);
     assert.deepEqual(read(e, "n"), []);
     await e.close();
-    const again = await open(dir);
-    assert.deepEqual(read(again.e, "m"), byR);
-    assert.deepEqual(read(again.e, "n"), []);
-    assert.equal(again.e.lookupBatch("P"), null);
-    await again.e.close();
+    const again = (await openHost(dir)).engine;
+    assert.deepEqual(read(again, "m"), byR);
+    assert.deepEqual(read(again, "n"), []);
+    assert.equal(again.lookupBatch("P"), null);
+    await again.close();
   });
 
   it("keeps repaired points across a restart (WAL replay) and a flush (block), and replay stores nothing twice", async () => {

@@ -18,6 +18,7 @@ import { DEFAULT_LIMITS } from "../../src/core/limits.js";
 import { BlockReader } from "../../src/storage/block-io.js";
 import { Engine, openEngine } from "../../src/storage/engine.js";
 import { digestPoints, DigestSum, fnv1a64, pointHash, SeriesHasher, seriesSeed, type DigestPoint } from "../../src/storage/point-digest.js";
+import { reserve } from "./replica-host.js";
 
 const dirs: string[] = [];
 after(async () => {
@@ -266,10 +267,10 @@ describe("point digest: the engine", () => {
     await e.write(batch([["v", 2n, 2]], "inferred"), "b");
     const before = e.digestSeries(ALL.start, ALL.end);
     assert.deepEqual(before[0]!.count, 2);
-    await e.prepare(batch([["v", 3n, 3]], "original"), "p", 1n);
+    assert.equal(reserve(e, batch([["v", 3n, 3]], "original"), "p", 1n).kind, "ok");
     assert.deepEqual(e.digestSeries(ALL.start, ALL.end), before, "a prepared batch is invisible");
     assert.deepEqual(e.digestWindows(ALL.start, ALL.end, 100n)[0]!.count, 2);
-    e.commit("p");
+    e.commitSync("p");
     await e.flush();
     // The inferred point at 2 in the block yields to an original in the head.
     await e.write(batch([["v", 2n, 20]], "original"), "c");

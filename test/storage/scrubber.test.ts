@@ -21,6 +21,7 @@ import { scanSegment } from "../../src/wal/record.js";
 import type { Wal } from "../../src/wal/wal.js";
 import { flipByte } from "../wal/util.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
+import { openHost, type ReplicaHost } from "./replica-host.js";
 
 const tempDir = tempDirs("hqts-scrub-");
 
@@ -63,9 +64,9 @@ function containing(findings: ScrubFinding[], kind: "wal" | "block", path: strin
 }
 
 /** An engine with two blocks and a WAL holding two segments (the older one closed), every file with records. */
-async function populated(): Promise<{ dir: string; e: Engine }> {
+async function populated(openWith: (dir: string) => Promise<Engine> = (d) => open(d)): Promise<{ dir: string; e: Engine }> {
   const dir = await tempDir();
-  const e = await open(dir);
+  const e = await openWith(dir);
   await e.write(batch("a", 0, 500), "A");
   await e.flush();
   await e.write(batch("b", 0, 500), "B");
@@ -318,23 +319,28 @@ describe("scrubber", () => {
 
 describe("damage handling: Engine.rewriteWal", () => {
   it("removes a damaged closed segment; every committed point survives close and a reopen that fails on any damage", async () => {
-    const { dir, e } = await populated();
+    const hosts: ReplicaHost[] = [];
+    const { dir, e } = await populated(async (d) => {
+      hosts.push(await openHost(d, { log: silent }));
+      return hosts[0]!.engine;
+    });
     const before = count(e);
     const [closed] = targets(e, "wal");
     const recs = await recordsOf(closed!.path);
     await flipByte(closed!.path, recs[0]!.offset + 30);
     assert.equal((await scrubber(e).scrubNow()).length, 1);
-    // An undecided batch in the head outlives the rewrite (re-logged as PREPARE).
-    await e.prepare(batch("p", 0, 10), "P", 77n);
+    // An undecided batch in the head outlives the rewrite (re-logged by the host's relog hook).
+    assert.equal((await hosts[0]!.prepare(batch("p", 0, 10), "P", 77n)).kind, "ok");
     await e.rewriteWal();
     assert.ok(!(await readdir(join(dir, "wal"))).includes(closed!.path.slice(-12)), "the damaged segment is gone");
     assert.deepEqual(await scrubber(e).scrubNow(), []);
     assert.equal(count(e), before);
     await e.close();
-    const again = await open(dir, { onDamage: "fail" });
+    const againHost = await openHost(dir, { log: silent, onDamage: "fail" });
+    const again = againHost.engine;
     assert.equal(count(again), before);
     assert.deepEqual(
-      again.undecided().map((b) => b.batchId),
+      againHost.undecided().map((b) => b.batchId),
       ["P"],
     );
     assert.equal((await again.write(batch("c", 0, 50), "C")).duplicate, true);
@@ -343,13 +349,13 @@ describe("damage handling: Engine.rewriteWal", () => {
 
   it("works with an empty head and the damage in the active segment (it rotates first)", async () => {
     const dir = await tempDir();
-    const e = await open(dir);
+    const h = await openHost(dir, { log: silent });
+    const e = h.engine;
     await e.write(batch("a", 0, 100), "A");
     await e.flush();
     // The active segment now holds records whose batch left no point in the head: prepared, then aborted.
-    await e.prepare(batch("x", 0, 100), "X", 5n);
-    e.abort("X");
-    await new Promise<void>((r) => setImmediate(r));
+    assert.equal((await h.prepare(batch("x", 0, 100), "X", 5n)).kind, "ok");
+    await h.abort("X");
     assert.equal(e.stats().headSamples, 0);
     const [active] = targets(e, "wal");
     const recs = await recordsOf(active!.path);
@@ -362,7 +368,7 @@ describe("damage handling: Engine.rewriteWal", () => {
     assert.equal(e.stats().blockCount, 1, "no block for an empty head");
     assert.deepEqual(await scrubber(e).scrubNow(), []);
     await e.close();
-    const again = await open(dir, { onDamage: "fail" });
+    const again = (await openHost(dir, { log: silent, onDamage: "fail" })).engine;
     assert.equal(count(again), 100);
     assert.equal(again.lookupBatch("X"), null);
     await again.close();
