@@ -53,7 +53,7 @@ import type {
 } from "./engine-api.js";
 import { HeadSeries } from "./head.js";
 import { DigestSum, SeriesHasher, seriesSeeds } from "./point-digest.js";
-import { decodeWalBatch, decodeWalMark, decodeWalRepair, encodeWalBatch, encodeWalMark, encodeWalRepair, nonCanonical, WalRecordType } from "./wal-payload.js";
+import { decodeWalBatch, decodeWalMark, decodeWalRepair, encodeWalBatch, encodeWalRepair, nonCanonical, WalRecordType } from "./wal-payload.js";
 import type { MetadataEntry, MetricMetadata } from "../core/metadata.js";
 import { DEFAULT_METADATA_LIMITS, MetadataStore } from "./metadata.js";
 
@@ -126,12 +126,12 @@ interface BatchState {
   readonly sampleCount: number;
   /**
    * reserved: checked and applied to the head, invisible, WAL record not yet durable;
-   * prepared: durable, invisible, fate decided later by commit() or abort() (cluster);
-   * committed: durable and visible.
+   * prepared: invisible, fate decided later by commitSync() or abortSync() (cluster; durability is the cluster's);
+   * committed: visible.
    */
   phase: BatchPhase;
   /**
-   * Until the batch is decided: the head changes abort() undoes, and the WAL payload a flush re-logs (null for a
+   * Until the batch is decided: the head changes abortSync() undoes, and the WAL payload a flush re-logs (null for a
    * batch reserved by reserveSync: encoded from `bytes` if ever needed).
    */
   pending: { ops: Op[]; walPayload: Uint8Array | null } | null;
@@ -448,6 +448,8 @@ export class Engine implements StorageEngine {
     for await (const rec of opened.replay()) {
       const source = `${this.walDir}/segment ${rec.segment}`;
       switch (rec.type) {
+        // PREPARE, COMMIT and ABORT: a flush without a relog hook re-logs prepared batches as PREPARE; the marks are
+        // read so a WAL written by earlier versions (which had a prepare/commit/abort API beside the sync one) opens as before.
         case WalRecordType.COMMITTED_BATCH:
         case WalRecordType.PREPARE: {
           const wb = decodeWalBatch(rec.payload, source);
@@ -535,49 +537,13 @@ export class Engine implements StorageEngine {
   // ---- writes ----------------------------------------------------------
 
   async write(batch: Batch, batchId: string, encoded?: EncodedBatch): Promise<Receipt> {
-    const r = await this.admit(batch, batchId, encoded, null, WalRecordType.COMMITTED_BATCH);
+    const r = await this.admit(batch, batchId, encoded);
     return this.receipt(r.st, r.accepted, batch.sampleCount - r.accepted, r.duplicate);
-  }
-
-  /**
-   * Cluster replicas: checks the batch (id and every point, against committed AND prepared batches), reserves its
-   * points invisibly and makes it durable as PREPARE. Its fate comes later through commit() or abort().
-   * A batch already known with the same digest answers with its phase (duplicate); another digest → ConflictError.
-   */
-  async prepare(batch: Batch, batchId: string, hlc: bigint, encoded?: EncodedBatch): Promise<PrepareResult> {
-    this.hlc.observe(hlc);
-    const r = await this.admit(batch, batchId, encoded, hlc, WalRecordType.PREPARE);
-    return { batchId, sha256: r.st.sha256, hlc: r.st.hlc, phase: r.st.phase, duplicate: r.duplicate, accepted: r.accepted };
-  }
-
-  /** Makes a prepared batch visible. The COMMIT mark is logged without waiting for its fsync (a lost mark is recovered from peers). */
-  commit(batchId: string): void {
-    const st = this.batches.get(batchId);
-    if (st === undefined) throw new NotFoundError(`batch "${batchId}" is not prepared here`);
-    if (st.phase === "committed") return;
-    assert(st.phase === "prepared", `commit of batch ${batchId} in phase ${st.phase}`);
-    this.decideCommit(st);
-    this.logMark(WalRecordType.COMMIT, st);
-  }
-
-  /** Undoes a prepared batch that was never acknowledged (the recovery rule decided so). */
-  abort(batchId: string): void {
-    const st = this.batches.get(batchId);
-    if (st === undefined) return;
-    if (st.phase === "committed") throw new ConflictError(`batch "${batchId}" is committed; it cannot be aborted`, [], { batchId });
-    assert(st.phase === "prepared", `abort of batch ${batchId} in phase ${st.phase}`);
-    this.logMark(WalRecordType.ABORT, st);
-    this.decideAbort(st);
   }
 
   lookupBatch(batchId: string): BatchInfo | null {
     const st = this.batches.get(batchId);
     return st === undefined ? null : batchInfo(st);
-  }
-
-  /** Prepared batches whose fate this replica does not know yet. */
-  undecided(): BatchInfo[] {
-    return [...this.batches.values()].filter((b) => b.phase === "prepared").map(batchInfo);
   }
 
   // ---- cluster: synchronous reservation -----------------------------------
@@ -586,7 +552,7 @@ export class Engine implements StorageEngine {
   // them writes the WAL.
 
   /**
-   * The checks of prepare() without the WAL: the id known with another digest → id-conflict; known with this digest →
+   * Checks the batch without the WAL: the id known with another digest → id-conflict; known with this digest →
    * duplicate (its phase); a point holding another value in a committed, prepared or reserved batch → conflict (the
    * points, at most 100, and the batches holding them); else the points are reserved invisibly and the batch is held
    * as prepared, its bytes kept while it is in the head (batchBytes).
@@ -908,30 +874,8 @@ export class Engine implements StorageEngine {
     this.rollback(st.pending.ops, st);
   }
 
-  private logMark(type: number, st: BatchState): void {
-    const wal = this.wal;
-    assert(wal !== null, "mark before open");
-    const payload = encodeWalMark({ batchId: st.batchId, sha256: st.sha256 });
-    const p = wal.append(type, payload).then(
-      () => undefined,
-      (err: Error) => {
-        // Not waited for by the caller; a failed WAL stops the node's writes (fsync errors are not retried).
-        if (!(err instanceof OverloadError)) this.failed = err;
-        this.opts.log.error({ batchId: st.batchId, err: err.message }, "WAL: a commit/abort mark was not logged");
-      },
-    );
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
-  }
-
-  /** The shared write path: idempotency, point checks, head reservation, WAL durability. */
-  private async admit(
-    batch: Batch,
-    batchId: string,
-    encoded: EncodedBatch | undefined,
-    givenHlc: bigint | null,
-    recordType: number,
-  ): Promise<{ st: BatchState; accepted: number; duplicate: boolean }> {
+  /** The write path: idempotency, point checks, head reservation, WAL durability. */
+  private async admit(batch: Batch, batchId: string, encoded: EncodedBatch | undefined): Promise<{ st: BatchState; accepted: number; duplicate: boolean }> {
     this.checkWritable();
     while (this.flushing !== null) await this.flushing.catch(() => undefined);
     this.checkWritable();
@@ -962,7 +906,7 @@ export class Engine implements StorageEngine {
       }
       throw err;
     }
-    const hlc = givenHlc ?? this.hlc.now();
+    const hlc = this.hlc.now();
     const st = this.registerBatch(batchId, sha, batch, hlc, "reserved");
     this.applyOps(ops, batch.origin, st.headRef);
     const accepted = countChanges(ops);
@@ -971,21 +915,16 @@ export class Engine implements StorageEngine {
     const payload = encodeWalBatch({ batchId, sha256: sha, hlc, batchBytes: bytes });
     const durable = (async () => {
       try {
-        await wal.append(recordType, payload);
+        await wal.append(WalRecordType.COMMITTED_BATCH, payload);
       } catch (err) {
         this.rollback(ops, st);
         if (!(err instanceof OverloadError)) this.failed = err as Error;
         throw err;
       }
-      if (recordType === WalRecordType.PREPARE) {
-        st.phase = "prepared";
-        st.pending = { ops, walPayload: payload };
-      } else {
-        st.phase = "committed";
-        this.unshare(ops, st);
-        this.touchOps(ops);
-        this.opts.onCommitted?.(st.batchId, st.sha256, bytes);
-      }
+      st.phase = "committed";
+      this.unshare(ops, st);
+      this.touchOps(ops);
+      this.opts.onCommitted?.(st.batchId, st.sha256, bytes);
     })();
     (st as { durable: Promise<void> }).durable = durable;
     this.inflight.add(durable);
@@ -1320,7 +1259,7 @@ export class Engine implements StorageEngine {
     if (!hasCommitted && !rewrite) return { blockPath: null, series: 0, samples: 0 };
     // rotate() is a barrier: every record appended from here on lands in the new segment.
     const firstKept = await wal.rotate();
-    // Snapshot what goes into the block. commit()/abort() may still run while we await below; they only touch
+    // Snapshot what goes into the block. commitSync()/abortSync() may still run while we await below; they only touch
     // batches outside this snapshot, which stay in the head.
     // By table index and batch identity, not by b.headRef: a committed batch may sit in the table twice (an abort
     // during an earlier, failed flush re-entered it, see rollback); the block's batch table names it once.
@@ -1855,16 +1794,6 @@ interface RepairInstall {
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
-}
-
-export interface PrepareResult {
-  batchId: string;
-  sha256: string;
-  hlc: bigint;
-  phase: BatchPhase;
-  /** The batch id was already known with this digest: nothing new was stored. */
-  duplicate: boolean;
-  accepted: number;
 }
 
 /** The samples a plan stores or replaces (shares change nothing). */
