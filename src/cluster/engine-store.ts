@@ -22,7 +22,7 @@ import { SeriesInternCache } from "../core/series-intern.js";
 import { ByteReader, ByteWriter } from "../core/bytes.js";
 import { CorruptionError } from "../core/errors.js";
 import { fromHex, sha256, toHex } from "../core/hash.js";
-import type { Engine } from "../storage/engine.js";
+import type { ReplicaEngine } from "../storage/replica-api.js";
 import { compareBallot, maxBallot, ZERO_BALLOT, type Ballot, type BatchPayload, type FlushedBatch, type NodeId } from "./protocol/messages.js";
 import type { BatchState, ReplicaLogRecord, ReplicaStore, ReserveResult, StoredBatch } from "./protocol/store.js";
 import { INT64_MAX, INT64_MIN } from "../core/time.js";
@@ -45,7 +45,7 @@ export class EngineStore implements ReplicaStore {
   // batch, and decoding their labels again each time was most of a replica's work.
   private readonly series = new SeriesInternCache();
 
-  constructor(private readonly engine: Engine) {}
+  constructor(private readonly engine: ReplicaEngine) {}
 
   lookup(batchId: string): StoredBatch | null {
     const r = this.recs.get(batchId);

@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import { UnavailableError } from "../core/errors.js";
 import type { Labels } from "../core/labels.js";
 import { seriesKey } from "../core/labels.js";
-import type { Engine } from "../storage/engine.js";
+import type { ReplicaEngine } from "../storage/replica-api.js";
 import type { MetadataEntry } from "../core/metadata.js";
 import type { MatcherSets, SelectedSeries, SelectOptions } from "../storage/engine-api.js";
 import { mergeMetadata } from "../storage/metadata.js";
@@ -32,7 +32,7 @@ export interface ReadOutcome<T> {
 }
 
 export interface MajorityReaderDeps {
-  readonly engine: Engine;
+  readonly engine: ReplicaEngine;
   readonly reader: PeerReader;
   /** Base URLs of the other replicas of this node's shard. */
   peers(): string[];

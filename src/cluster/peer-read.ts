@@ -17,7 +17,7 @@ import { seriesKey, type Labels } from "../core/labels.js";
 import { makeMatcher, type MatchOp, type Matcher } from "../core/matchers.js";
 import { METRIC_TYPES, type MetadataEntry } from "../core/metadata.js";
 import { readBody } from "../net/body.js";
-import type { Engine } from "../storage/engine.js";
+import type { ReplicaEngine } from "../storage/replica-api.js";
 import type { MatcherSets, SelectedSeries, SelectOptions } from "../storage/engine-api.js";
 import type { InboundRoute } from "./transport.js";
 
@@ -196,7 +196,7 @@ export function decodeSelectAnswer(framed: Uint8Array, source: string): SelectAn
 // ---- the replica's side ----------------------------------------------------------
 
 /** The local answer to a selection: the engine's series, narrowed to `keys` if given, with their batches described. */
-export function localSelect(engine: Engine, sets: MatcherSets, opts: SelectOptions, keys: ReadonlySet<string> | null): SelectAnswer {
+export function localSelect(engine: ReplicaEngine, sets: MatcherSets, opts: SelectOptions, keys: ReadonlySet<string> | null): SelectAnswer {
   let series = engine.select(sets, opts).filter((s) => s.timestampsNs.length > 0);
   if (keys !== null) series = series.filter((s) => keys.has(s.key));
   const batches = new Map<string, BatchMeta>();
@@ -237,7 +237,7 @@ function sendJsonAnswer(res: ServerResponse, body: unknown): void {
 }
 
 /** The route for the server's table; `engine()` throws UnavailableError (503) while the engine opens. */
-export function peerReadRoute(engine: () => Engine): InboundRoute {
+export function peerReadRoute(engine: () => ReplicaEngine): InboundRoute {
   return {
     name: INTERNAL_READ_PATH,
     path: INTERNAL_READ_PATH,

@@ -17,7 +17,7 @@ import { assert } from "../core/assert.js";
 import { encodeBatch, type Batch, type BatchSeries } from "../core/batch.js";
 import { ConflictError } from "../core/errors.js";
 import type { Labels } from "../core/labels.js";
-import type { Engine } from "../storage/engine.js";
+import type { ReplicaEngine } from "../storage/replica-api.js";
 import type { SelectedSeries } from "../storage/engine-api.js";
 import type { FlushedBatch } from "./protocol/messages.js";
 import { ALL_SERIES, newMeter, setsForKeys, type BatchMeta, type PeerReader, type ReadMeter } from "./peer-read.js";
@@ -58,7 +58,7 @@ const REPAIRS_IN_FLIGHT_MAX = 32;
  * Stores the given samples (a peer's committed points, with their batch ids) as their batches' points: the
  * samples are grouped per batch into canonical parts, each handed to Engine.repair, which skips what is present.
  */
-export async function installPoints(engine: Engine, series: readonly SelectedSeries[], batches: ReadonlyMap<string, BatchMeta>): Promise<InstallReport> {
+export async function installPoints(engine: ReplicaEngine, series: readonly SelectedSeries[], batches: ReadonlyMap<string, BatchMeta>): Promise<InstallReport> {
   const report = zeroInstall();
   const parts = new Map<string, Map<string, PartSeries>>();
   for (const s of series)
@@ -84,7 +84,7 @@ export async function installPoints(engine: Engine, series: readonly SelectedSer
   return report;
 }
 
-async function repairOne(engine: Engine, meta: BatchMeta, part: Map<string, PartSeries>): Promise<InstallReport> {
+async function repairOne(engine: ReplicaEngine, meta: BatchMeta, part: Map<string, PartSeries>): Promise<InstallReport> {
   const series: BatchSeries[] = [];
   let n = 0;
   for (const key of [...part.keys()].sort()) {
@@ -96,7 +96,7 @@ async function repairOne(engine: Engine, meta: BatchMeta, part: Map<string, Part
   return adopt(engine, meta, { shardId: meta.shardId, origin: meta.origin, inference: meta.inference, series, sampleCount: n });
 }
 
-async function adopt(engine: Engine, meta: BatchMeta, part: Batch): Promise<InstallReport> {
+async function adopt(engine: ReplicaEngine, meta: BatchMeta, part: Batch): Promise<InstallReport> {
   try {
     const r = await engine.repair({ batchId: meta.batchId, sha256: meta.sha256, hlc: meta.hlc, sampleCount: meta.sampleCount }, part, encodeBatch(part));
     return { stored: r.stored, present: r.present, divergent: r.divergent.length, unknownBatch: 0, deferred: r.deferred ? 1 : 0 };
@@ -108,7 +108,7 @@ async function adopt(engine: Engine, meta: BatchMeta, part: Batch): Promise<Inst
 }
 
 /** Adopts a flushed batch's id as committed, with no points of its own (they arrived by point sync or were shared). */
-export async function adoptFlushed(engine: Engine, f: FlushedBatch): Promise<void> {
+export async function adoptFlushed(engine: ReplicaEngine, f: FlushedBatch): Promise<void> {
   if (engine.lookupBatch(f.batchId) !== null) return;
   await adopt(engine, f, { shardId: f.shardId, origin: f.origin, inference: f.inference, series: [], sampleCount: 0 });
 }
@@ -161,7 +161,7 @@ export class PointSync {
   private readonly samplesPerFetch: number;
 
   constructor(
-    private readonly engine: Engine,
+    private readonly engine: ReplicaEngine,
     private readonly reader: PeerReader,
     private readonly log: Logger,
     opts: PointSyncOptions = {},

@@ -52,6 +52,7 @@ import type {
   WindowDigest,
 } from "./engine-api.js";
 import { HeadSeries } from "./head.js";
+import type { BatchInfo, BatchPhase, ReplicaEngine, ReserveSyncResult } from "./replica-api.js";
 import { DigestSum, SeriesHasher, seriesSeeds } from "./point-digest.js";
 import { decodeWalBatch, decodeWalMark, decodeWalRepair, encodeWalBatch, encodeWalRepair, nonCanonical, WalRecordType } from "./wal-payload.js";
 import type { MetadataEntry, MetricMetadata } from "../core/metadata.js";
@@ -151,16 +152,8 @@ interface BatchState {
 /** A batch's identity and provenance, as registerBatch records it. */
 type BatchDesc = Pick<Batch, "shardId" | "origin" | "inference" | "sampleCount">;
 
-export type BatchPhase = "reserved" | "prepared" | "committed";
-
+export type { BatchInfo, BatchPhase, ReplicaEngine, ReserveSyncResult } from "./replica-api.js";
 export type { DamagedBlock, DetachedBlock, OpenDamage, RepairMeta, RepairResult, ScrubTarget, SeriesDigest, WindowDigest } from "./engine-api.js";
-
-/** The outcome of reserveSync (cluster replicas). */
-export type ReserveSyncResult =
-  | { readonly kind: "ok" }
-  | { readonly kind: "conflict"; readonly points: readonly ConflictingPoint[]; readonly holders: readonly string[] }
-  | { readonly kind: "id-conflict"; readonly sha256: string }
-  | { readonly kind: "duplicate"; readonly phase: BatchPhase };
 
 /**
  * "share": the point is already in the head with the same value, held by a batch not yet committed. If that batch is
@@ -221,7 +214,7 @@ export async function openEngine(opts: EngineOptions): Promise<StorageEngine> {
   return e;
 }
 
-export class Engine implements StorageEngine {
+export class Engine implements ReplicaEngine {
   private readonly series = new Map<string, SeriesState>();
   /**
    * Inverted index, label name → value → series carrying that pair: an equality matcher with a non-empty value
@@ -1762,18 +1755,6 @@ export class Engine implements StorageEngine {
       conflictsTotal: this.counters.conflicts,
     };
   }
-}
-
-export interface BatchInfo {
-  batchId: string;
-  sha256: string;
-  hlc: bigint;
-  shardId: number;
-  sampleCount: number;
-  phase: BatchPhase;
-  /** With shardId and inference: what a peer needs to build a repair part of this batch (Engine.repair). */
-  origin: Origin;
-  inference: string | null;
 }
 
 /** What installRepair decided and did. */
