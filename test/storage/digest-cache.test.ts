@@ -268,7 +268,7 @@ describe("window digest cache", () => {
 
   it("regression: the same abort at each moment of a flush (before, inside and after its snapshot) loses nothing", async () => {
     const turn = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
-    const inSnapshot = (x: Engine): boolean => (x as unknown as { flushSnapshot: Set<number> | null }).flushSnapshot !== null;
+    const inSnapshot = (x: Engine): boolean => (x as unknown as { head: { flushSnapshot: Set<number> | null } }).head.flushSnapshot !== null;
     const moments: [string, (x: Engine, flushed: { done: boolean }) => Promise<void>][] = [
       ["before the flush's snapshot", async () => undefined],
       // The block being written was cut without the point (the reservation held it): the swap must not drop it.

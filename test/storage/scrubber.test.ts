@@ -49,7 +49,7 @@ function count(e: Engine, name?: string): number {
 }
 
 function walOf(e: Engine): Wal {
-  return (e as unknown as { wal: Wal }).wal;
+  return (e as unknown as { writer: { wal: Wal } }).writer.wal;
 }
 
 /** Offsets of the records in a segment file. */
