@@ -60,10 +60,15 @@ export class NodeProvenance {
     return p;
   }
 
-  /** EngineOptions hooks: every committed batch's bytes into the archive, durable before the WAL lets them go. */
-  engineHooks(): { onCommitted: (batchId: string, sha256: string, bytes: Uint8Array) => void; beforeWalDrop: () => Promise<void> } {
+  /**
+   * EngineOptions hooks: the bytes of every committed batch that its stored points cannot rebuild go into the
+   * archive, durable before the WAL lets them go.
+   */
+  engineHooks(): { onCommitted: (batchId: string, sha256: string, bytes: Uint8Array, selfContained: boolean) => void; beforeWalDrop: () => Promise<void> } {
     return {
-      onCommitted: (batchId, sha256, bytes) => {
+      onCommitted: (batchId, sha256, bytes, selfContained) => {
+        // A batch rebuilt from the points stored here needs no copy (docs/format/archive.md, "Batches not archived").
+        if (selfContained) return;
         try {
           this.archive.put(batchId, sha256, bytes);
         } catch (e) {

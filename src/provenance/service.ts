@@ -46,7 +46,7 @@ export interface ProvenanceOptions {
     listBatches(phase: "committed", fromHlc: bigint): BatchInfo[];
     lookupBatch(batchId: string): BatchInfo | null;
     /** The batches as rebuilt from the points stored here (docs/format/archive.md, "Batches not archived"); absent when unknown. */
-    batchContents?(batchIds: readonly string[]): Map<string, Batch>;
+    batchContents(batchIds: readonly string[]): Map<string, Batch>;
   };
   ledger: Ledger;
   archive: BatchArchive;
@@ -328,7 +328,7 @@ export class ProvenanceService {
       if (archived !== null) out.set(batchId, archived);
       else rebuild.push(batchId);
     }
-    if (rebuild.length === 0 || this.o.engine.batchContents === undefined) return out;
+    if (rebuild.length === 0) return out;
     for (const [batchId, batch] of this.o.engine.batchContents(rebuild)) {
       const expected = await this.expectedSha256(batchId);
       const encoded = encodeWithDigest(batch);

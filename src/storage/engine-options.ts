@@ -36,9 +36,11 @@ export interface EngineOptions {
   /**
    * Provenance: called when a batch becomes committed here and its canonical bytes are at hand (written or
    * prepared through this node, or replayed from the WAL; not for batches installed point by point by a repair).
-   * Called again for the same batch on every WAL replay: the callee must be idempotent.
+   * Called again for the same batch on every WAL replay: the callee must be idempotent. `selfContained`: an original
+   * batch every point of which is stored here as its own, so batchContents() rebuilds it from storage and its bytes
+   * need not be kept (an inferred batch's points may later be replaced by originals: never self-contained).
    */
-  onCommitted?: (batchId: string, sha256: string, bytes: Uint8Array) => void;
+  onCommitted?: (batchId: string, sha256: string, bytes: Uint8Array, selfContained: boolean) => void;
   /** Provenance: awaited before a flush deletes WAL segments (what onCommitted was given must be durable by then). */
   beforeWalDrop?: () => Promise<void>;
   /**

@@ -92,6 +92,11 @@ export function countChanges(ops: readonly Op[]): number {
   return n;
 }
 
+/** Every point of an original batch stored as its own: rebuilt from storage (batch-contents.ts), it needs no archived copy. */
+export function selfContained(st: BatchState, ops: readonly Op[]): boolean {
+  return st.origin === "original" && countChanges(ops) === st.sampleCount;
+}
+
 export function batchInfo(st: BatchState): BatchInfo {
   return {
     batchId: st.batchId,

@@ -18,6 +18,7 @@
 // (engine-digest.ts). It holds what orders them: admission, the flush slot and
 // the lifecycle.
 
+import { batchContents } from "./batch-contents.js";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { assert } from "../core/assert.js";
@@ -51,7 +52,7 @@ import { Head } from "./engine-head.js";
 import { EngineMetrics } from "./engine-metrics.js";
 import type { EngineOptions } from "./engine-options.js";
 import { labelNames, labelValues, select, seriesLabels } from "./engine-read.js";
-import { batchInfo, countChanges, type BatchState, type Op } from "./engine-state.js";
+import { batchInfo, countChanges, selfContained, type BatchState, type Op } from "./engine-state.js";
 import { flushHead } from "./flush.js";
 import { DEFAULT_METADATA_LIMITS, MetadataStore } from "./metadata.js";
 import { plan } from "./point-check.js";
@@ -235,7 +236,7 @@ export class Engine implements ReplicaEngine {
         throw err;
       }
       this.head.commit(st, ops);
-      this.opts.onCommitted?.(st.batchId, st.sha256, bytes);
+      this.opts.onCommitted?.(st.batchId, st.sha256, bytes, selfContained(st, ops));
     })();
     st.durable = durable;
     w.inflight.add(durable);
@@ -302,7 +303,7 @@ export class Engine implements ReplicaEngine {
   private decideCommit(st: BatchState): void {
     if (this.opts.onCommitted !== undefined) {
       const bytes = st.bytes ?? (st.pending !== null && st.pending.walPayload !== null ? decodeWalBatch(st.pending.walPayload, `batch ${st.batchId}`).batchBytes : null);
-      if (bytes !== null) this.opts.onCommitted(st.batchId, st.sha256, bytes);
+      if (bytes !== null) this.opts.onCommitted(st.batchId, st.sha256, bytes, st.pending !== null && selfContained(st, st.pending.ops));
     }
     this.head.commit(st, st.pending?.ops ?? null);
   }
@@ -310,6 +311,11 @@ export class Engine implements ReplicaEngine {
   private decideAbort(st: BatchState): void {
     assert(st.pending !== null, "abort without the changes to undo");
     this.head.rollback(st.pending.ops, st);
+  }
+
+  /** Committed batches rebuilt from the points stored as theirs (storage/batch-contents.ts); absent: none stored here. */
+  batchContents(batchIds: readonly string[]): Map<string, Batch> {
+    return batchContents(this.head, this.blocks, this.batches, batchIds);
   }
 
   lookupBatch(batchId: string): BatchInfo | null {
@@ -502,3 +508,4 @@ export class Engine implements ReplicaEngine {
     };
   }
 }
+

@@ -13,7 +13,7 @@ import type { BlockSet } from "./block-set.js";
 import type { Head } from "./engine-head.js";
 import type { EngineMetrics } from "./engine-metrics.js";
 import type { EngineOptions } from "./engine-options.js";
-import type { BatchState } from "./engine-state.js";
+import { selfContained, type BatchState } from "./engine-state.js";
 import { plan } from "./point-check.js";
 import { installRepair } from "./repair-install.js";
 import { decodeWalBatch, decodeWalMark, decodeWalRepair, WalRecordType } from "./wal-payload.js";
@@ -76,7 +76,7 @@ export async function replayWal(ctx: ReplayContext): Promise<WalFinding[]> {
           if (phase === "prepared") st.pending = { ops, walPayload: rec.payload.slice() };
           else {
             head.unshare(ops, st);
-            ctx.onCommitted?.(st.batchId, st.sha256, wb.batchBytes);
+            ctx.onCommitted?.(st.batchId, st.sha256, wb.batchBytes, selfContained(st, ops));
           }
           applied++;
         } catch (err) {
