@@ -98,6 +98,8 @@ export class Engine implements ReplicaEngine {
    * flush drops from the head what it cut, so nothing may be installed meanwhile); reservations do not.
    */
   private flushing: Promise<FlushResult> | null = null;
+  /** Set while a flush has not yet taken its cut (flush.ts): new writes wait for it, not for the whole flush. */
+  private cutting: Promise<void> | null = null;
   /** True while open() replays the WAL: the head is not whole yet, so commitSync starts no flush. */
   private replaying = false;
   /** The flush and retention timers: set by open(), cleared by close(). */
@@ -198,7 +200,7 @@ export class Engine implements ReplicaEngine {
   private async admit(batch: Batch, batchId: string, encoded: EncodedBatch | undefined): Promise<{ st: BatchState; accepted: number; duplicate: boolean }> {
     const w = this.writer;
     w.checkWritable();
-    while (this.flushing !== null) await this.flushing.catch(() => undefined);
+    while (this.cutting !== null) await this.cutting;
     w.checkWritable();
     const { bytes, sha256: sha } = encoded ?? encodeWithDigest(batch);
     const known = this.batches.get(batchId);
@@ -381,9 +383,17 @@ export class Engine implements ReplicaEngine {
 
   private startFlush(rewrite: boolean): Promise<FlushResult> {
     assert(this.flushing === null, "one flush at a time");
-    const p = flushHead(this.writer, this.head, this.blocks, () => this.retentionCutoffNs(), this.opts, rewrite).finally(() => {
+    let cutTaken!: () => void;
+    const cutting = new Promise<void>((resolve) => (cutTaken = resolve));
+    const release = (): void => {
+      if (this.cutting === cutting) this.cutting = null;
+      cutTaken();
+    };
+    this.cutting = cutting;
+    const p = flushHead(this.writer, this.head, this.blocks, () => this.retentionCutoffNs(), this.opts, rewrite, release).finally(() => {
       this.flushing = null;
       this.head.flushSnapshot = null;
+      release();
     });
     this.flushing = p;
     return p;

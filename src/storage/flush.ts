@@ -1,6 +1,8 @@
 // The flush: the head's committed batches become one immutable block, and the WAL segments they were logged in are
-// deleted. Writes wait while it runs (the engine's admission loops on it); reservations, commits and aborts of the
-// replication layer may still run between its awaits, and only touch batches outside its cut, which stay in the head.
+// deleted. New writes wait only until the cut is taken (the WAL rolled, the committed batches chosen): from then on
+// they go to the new segment and into the head outside the cut, like the replication layer's reservations, commits
+// and aborts, which may run between any of its awaits. So writing the block (encoding, compression, fsync) never
+// stalls a write.
 //
 // Order matters for crashes: the WAL rolls first (every later record lands in the new segment), what must outlive
 // the old segments is logged again into the new one, the block is written and fsynced, and only then are the old
@@ -22,7 +24,8 @@ export type FlushHooks = Pick<EngineOptions, "log" | "relog" | "beforeWalDrop">;
 /**
  * Cuts the head's committed batches into a block and deletes the WAL segments before the rotation. `rewrite`: the
  * segments must go even when the head holds no committed batch (WAL damage found while running, Engine.rewriteWal).
- * One at a time: the caller holds the engine's flush slot and clears head.flushSnapshot when it settles.
+ * One at a time: the caller holds the engine's flush slot and clears head.flushSnapshot when it settles. `cutTaken`
+ * is called once the cut is taken, from when writes may go on (the caller also lets them go when the flush settles).
  */
 export async function flushHead(
   w: WalWriter,
@@ -31,8 +34,9 @@ export async function flushHead(
   retentionCutoffNs: () => bigint | null,
   hooks: FlushHooks,
   rewrite: boolean,
+  cutTaken: () => void,
 ): Promise<FlushResult> {
-  // New writes wait; let the ones in flight become durable or fail first.
+  // New writes wait (until cutTaken); let the ones in flight become durable or fail first.
   await w.settle();
   const wal = w.wal;
   assert(wal !== null, "flush before open");
@@ -44,6 +48,7 @@ export async function flushHead(
   // outside this cut, which stay in the head.
   const cut = head.cut();
   head.flushSnapshot = cut.refs;
+  cutTaken();
   // Prepared batches outlive the segments about to be deleted: log them again in the new one. In cluster mode the
   // replication layer re-logs its own state (undecided batches, votes, fences) instead.
   if (hooks.relog !== undefined) {

@@ -156,6 +156,38 @@ describe("storage engine", () => {
     await e2.close();
   });
 
+  it("takes writes while a flush writes its block, and keeps both the block's points and the new ones", async () => {
+    const dir = await tempDir();
+    const e = await open(dir);
+    // A head big enough that encoding and writing its block takes far longer than one small write's fsync.
+    const SERIES = 2000;
+    const STEPS = 100;
+    for (let k = 0; k < STEPS; k++) {
+      const b = new BatchBuilder(DEFAULT_LIMITS);
+      for (let i = 0; i < SERIES; i++) b.add(canonicalLabels([["__name__", "big"], ["job", "t"], ["i", String(i)]], DEFAULT_LIMITS), BigInt(k) * 1_000_000_000n, i + k);
+      await e.write(b.build(), `big-${k}`);
+    }
+    let flushed = false;
+    const flushing = e.flush().then((r) => {
+      flushed = true;
+      return r;
+    });
+    const during: boolean[] = [];
+    for (let k = 0; k < 5; k++) {
+      await e.write(batch([["during", BigInt(k), k]]), `during-${k}`);
+      during.push(flushed);
+    }
+    const r = await flushing;
+    assert.equal(r.samples, SERIES * STEPS, "the block holds exactly the head as it was when the flush began");
+    assert.equal(during[0], false, "a write issued during the flush was answered before the flush ended");
+    assert.deepEqual(read(e, "during").map((p) => p.v), [0, 1, 2, 3, 4]);
+    await e.close();
+    const again = await open(dir);
+    assert.deepEqual(read(again, "during").map((p) => p.v), [0, 1, 2, 3, 4], "the writes made during the flush survive a restart (their WAL records were kept)");
+    assert.equal(again.select([[makeMatcher("__name__", "=", "big")]], everything).length, SERIES);
+    await again.close();
+  });
+
   it("deletes blocks past retention", async () => {
     const dir = await tempDir();
     const e = await open(dir, { retentionMs: 3_600_000 });
