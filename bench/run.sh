@@ -2,6 +2,8 @@
 # HQ-TS vs VictoriaMetrics benchmark (npm run bench -- [options]).
 # Installs victoria-metrics if missing (fresh CI machines), builds HQ-TS,
 # then runs bench/ingest.ts; options pass through (see bench/README.md).
+# `npm run bench -- write [options]`, or a first option --shape, runs the
+# write-shapes benchmark (bench/write-shapes.ts) instead.
 # BENCH_SKIP_BUILD=1 skips the build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,4 +36,8 @@ fi
 
 # One process (no npm/tsx wrapper in between), so SIGINT/SIGTERM reach the
 # harness, which then stops the databases it started.
+case "${1:-}" in
+  write) shift; exec node --import tsx bench/write-shapes.ts "$@" ;;
+  --shape|--shape=*) exec node --import tsx bench/write-shapes.ts "$@" ;;
+esac
 exec node --import tsx bench/ingest.ts "$@"
