@@ -7,12 +7,15 @@ import { ByteReader, ByteWriter } from "./bytes.js";
 import { BadInputError, ConflictError, TooLargeError, type ConflictingPoint, type InputLocation } from "./errors.js";
 import { sha256, toHex } from "./hash.js";
 import { seriesKey, type Labels } from "./labels.js";
+import { SampleColumns } from "./sample-columns.js";
 import { asBuffer, bytesKey, encodeLabelSection, type InternedSeries, type SeriesInternCache } from "./series-intern.js";
 import type { Limits } from "./limits.js";
 
 export type Origin = "original" | "inferred";
 export const ORIGIN_CODE: Readonly<Record<Origin, number>> = Object.freeze({ original: 0, inferred: 1 });
 export const ORIGIN_BY_CODE: readonly Origin[] = ["original", "inferred"];
+
+export { MS_ABS_MAX_FOR_NS } from "./sample-columns.js";
 
 export interface BatchSeries {
   readonly key: string; // canonical series key (labels.ts)
@@ -46,93 +49,19 @@ export function sameValue(a: number, b: number): boolean {
   return false;
 }
 
-// Timestamps are written through 32-bit words of the BigInt64Array's buffer, in the platform's byte order.
-assert(new Uint8Array(new Uint32Array([1]).buffer)[0] === 1, "HQ-TS assumes a little-endian platform");
-
-/** The largest |ms| whose ns fit int64: 2^63 / 10^6, rounded down. */
-export const MS_ABS_MAX_FOR_NS = 9_223_372_036_854;
-
-/**
- * A growable run of samples in typed arrays. Typed, not `number[]`: V8 may
- * canonicalise a NaN stored in a plain array of doubles, which would lose a
- * stale marker's payload (docs/format/batch.md); a Float64Array keeps the bits.
- * Timestamps given in milliseconds are converted to int64 nanoseconds without
- * a BigInt (senders like Prometheus give one per sample).
- */
-export class SampleList {
-  ts: BigInt64Array;
-  vs: Float64Array;
-  // The words of `ts`: words[2i] low, words[2i+1] high (little-endian).
-  private words: Uint32Array;
-  length = 0;
-  increasing = true;
-  // The last timestamp's words, for the order check without reading a BigInt back.
-  private lastHi = 0;
-  private lastLo = 0;
-
-  constructor(capacity = 1) {
-    this.ts = new BigInt64Array(capacity);
-    this.vs = new Float64Array(capacity);
-    this.words = new Uint32Array(this.ts.buffer);
-  }
-
-  push(t: bigint, v: number): void {
-    const i = this.slot();
-    this.ts[i] = t;
-    this.vs[i] = v;
-    this.settle(i);
-  }
-
-  /** push() of `ms` milliseconds (a safe integer with |ms| <= MS_ABS_MAX_FOR_NS), stored as ms * 10^6 ns, exactly. */
-  pushMs(ms: number, v: number): void {
-    assert(Number.isSafeInteger(ms) && Math.abs(ms) <= MS_ABS_MAX_FOR_NS, `pushMs: ${ms} ms is out of the int64 ns range`);
-    const i = this.slot();
-    // |ms| < 2^44: split it at 2^22 so that every product and sum below stays an exact integer under 2^53.
-    const m = Math.abs(ms);
-    const a = Math.floor(m / 4194304);
-    const A = a * 1_000_000;
-    const B = (m - a * 4194304) * 1_000_000;
-    let lo = (A % 1024) * 4194304 + (B % 4294967296);
-    let hi = Math.floor(A / 1024) + Math.floor(B / 4294967296) + Math.floor(lo / 4294967296);
-    lo %= 4294967296;
-    if (ms < 0) {
-      // Two's complement of the 64-bit magnitude.
-      lo = (~lo + 1) >>> 0;
-      hi = (~hi + (lo === 0 ? 1 : 0)) >>> 0;
-    }
-    this.words[2 * i] = lo;
-    this.words[2 * i + 1] = hi;
-    this.vs[i] = v;
-    this.settle(i);
-  }
-
-  private slot(): number {
-    if (this.length === this.ts.length) {
-      const ts = new BigInt64Array(this.length * 2);
-      ts.set(this.ts);
-      const vs = new Float64Array(this.length * 2);
-      vs.set(this.vs);
-      this.ts = ts;
-      this.vs = vs;
-      this.words = new Uint32Array(ts.buffer);
-    }
-    return this.length;
-  }
-
-  private settle(i: number): void {
-    const hi = this.words[2 * i + 1]! | 0;
-    const lo = this.words[2 * i]!;
-    if (i > 0 && (this.lastHi > hi || (this.lastHi === hi && this.lastLo >= lo))) this.increasing = false;
-    this.lastHi = hi;
-    this.lastLo = lo;
-    this.length++;
-  }
-}
-
 interface PendingSeries {
-  labels: Labels;
-  labelBytes: Uint8Array | undefined;
-  samples: SampleList;
+  readonly index: number;
+  readonly key: string;
+  readonly labels: Labels;
+  readonly labelBytes: Uint8Array | undefined;
+  /** Its samples' positions in the columns: [first, last], `count` of them. */
+  first: number;
+  last: number;
+  count: number;
+  /** Every sample of it came right after its previous one in the columns: they are columns[first, first + count). */
+  contiguous: boolean;
+  /** Its timestamps strictly increase in the order given. */
+  increasing: boolean;
 }
 
 /** Same series and timestamp twice in one request with different values. */
@@ -148,16 +77,21 @@ export const CONFLICTS_LISTED_MAX = 100;
 /**
  * Collects samples from a parser, enforcing per-request limits as they are
  * reached, then builds the canonical batch. Labels passed in must already be
- * canonical (labels.ts canonicalLabels).
+ * canonical (labels.ts canonicalLabels). Samples go into one set of columns
+ * for the whole request (sample-columns.ts); build() sorts the series and lays
+ * their samples out in one pair of arrays, each series a view of it.
  */
 export class BatchBuilder {
   private readonly byKey = new Map<string, PendingSeries>();
-  private samples = 0;
+  private readonly pending: PendingSeries[] = [];
+  private readonly cols = new SampleColumns();
+  // The series of the last addSample: parsers add a series' samples one after another.
+  private last: PendingSeries | null = null;
 
   constructor(private readonly limits: Pick<Limits, "seriesPerBatchMax" | "samplesPerBatchMax">) {}
 
   get sampleCount(): number {
-    return this.samples;
+    return this.cols.length;
   }
   get seriesCount(): number {
     return this.byKey.size;
@@ -177,28 +111,42 @@ export class BatchBuilder {
     if (!this.byKey.has(key)) {
       if (this.byKey.size >= this.limits.seriesPerBatchMax)
         throw new TooLargeError("number of series in one request", this.limits.seriesPerBatchMax, loc);
-      this.byKey.set(key, { labels, labelBytes, samples: new SampleList() });
+      const p: PendingSeries = { index: this.pending.length, key, labels, labelBytes, first: -1, last: -1, count: 0, contiguous: true, increasing: true };
+      this.byKey.set(key, p);
+      this.pending.push(p);
     }
     return key;
   }
 
-  addSample(key: string, timestampNs: bigint, value: number, loc: InputLocation = {}): void {
-    const s = this.byKey.get(key);
-    assert(s !== undefined, "addSample on a series not registered with series()");
-    if (this.samples >= this.limits.samplesPerBatchMax)
+  private seriesFor(key: string, loc: InputLocation): PendingSeries {
+    const last = this.last;
+    const s = last !== null && last.key === key ? last : this.byKey.get(key);
+    assert(s !== undefined, "a sample added to a series not registered with series()");
+    if (this.cols.length >= this.limits.samplesPerBatchMax)
       throw new TooLargeError("number of samples in one request", this.limits.samplesPerBatchMax, loc);
-    s.samples.push(timestampNs, value);
-    this.samples++;
+    this.last = s;
+    return s;
   }
 
-  /** addSample() with the timestamp in ms (see SampleList.pushMs). */
+  private placed(s: PendingSeries, i: number): void {
+    if (s.count === 0) s.first = i;
+    else {
+      if (i !== s.last + 1) s.contiguous = false;
+      if (!this.cols.before(s.last, i)) s.increasing = false;
+    }
+    s.last = i;
+    s.count++;
+  }
+
+  addSample(key: string, timestampNs: bigint, value: number, loc: InputLocation = {}): void {
+    const s = this.seriesFor(key, loc);
+    this.placed(s, this.cols.push(s.index, timestampNs, value));
+  }
+
+  /** addSample() with the timestamp in ms (a safe integer with |ms| <= MS_ABS_MAX_FOR_NS; see SampleColumns.pushMs). */
   addSampleMs(key: string, timestampMs: number, value: number, loc: InputLocation = {}): void {
-    const s = this.byKey.get(key);
-    assert(s !== undefined, "addSampleMs on a series not registered with series()");
-    if (this.samples >= this.limits.samplesPerBatchMax)
-      throw new TooLargeError("number of samples in one request", this.limits.samplesPerBatchMax, loc);
-    s.samples.pushMs(timestampMs, value);
-    this.samples++;
+    const s = this.seriesFor(key, loc);
+    this.placed(s, this.cols.pushMs(s.index, timestampMs, value));
   }
 
   add(labels: Labels, timestampNs: bigint, value: number, loc: InputLocation = {}): void {
@@ -210,49 +158,51 @@ export class BatchBuilder {
    * unless `keepFirst` is given: then the first in the request is kept and the others are counted there.
    */
   build(opts: { shardId?: number; origin?: Origin; inference?: string | null; keepFirst?: InRequestConflicts } = {}): Batch {
-    if (this.samples === 0) throw new BadInputError("the request holds no samples");
-    const keys = [...this.byKey.keys()].sort();
+    const cols = this.cols;
+    if (cols.length === 0) throw new BadInputError("the request holds no samples");
+    const order = this.pending.filter((p) => p.count > 0).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const outTs = new BigInt64Array(cols.length);
+    const outWords = new Uint32Array(outTs.buffer);
+    const outVs = new Float64Array(cols.length);
     const series: BatchSeries[] = [];
     const conflicts: InRequestConflicts = opts.keepFirst ?? { count: 0, listed: [] };
     const conflictsBefore = conflicts.count;
-    let total = 0;
-    for (const key of keys) {
-      const p = this.byKey.get(key)!;
-      const { ts, vs, length } = p.samples;
-      if (p.samples.increasing) {
-        // The common case (one scrape or import line per series): already canonical, copy straight.
-        total += length;
-        series.push({ key, labels: p.labels, labelBytes: p.labelBytes, timestampsNs: ts.slice(0, length), values: vs.slice(0, length) });
-        continue;
-      }
-      // Stable by position, so the first occurrence of a timestamp in the request is the one kept.
-      const order = Array.from({ length }, (_, i) => i);
-      order.sort((a, b) => (ts[a]! < ts[b]! ? -1 : ts[a]! > ts[b]! ? 1 : a - b));
-      const outT = new BigInt64Array(length);
-      const outV = new Float64Array(length);
-      let n = 0;
-      for (const i of order) {
-        const t = ts[i]!;
-        if (n > 0 && outT[n - 1] === t) {
-          const prev = outV[n - 1]!;
-          if (!sameValue(prev, vs[i]!)) {
-            conflicts.count++;
-            if (conflicts.listed.length < CONFLICTS_LISTED_MAX)
-              conflicts.listed.push({ series: key, timestampNs: t.toString(), storedValue: prev, offeredValue: vs[i]! });
-          }
-          continue; // an identical repeat within one request is one point
+    let off = 0;
+    for (const p of order) {
+      const start = off;
+      if (p.contiguous && p.increasing) {
+        // The common case (one scrape or import line per series): already canonical, copied word by word.
+        for (let i = p.first; i < p.first + p.count; i++, off++) {
+          outWords[2 * off] = cols.words[2 * i]!;
+          outWords[2 * off + 1] = cols.words[2 * i + 1]!;
+          outVs[off] = cols.vs[i]!;
         }
-        outT[n] = t;
-        outV[n] = vs[i]!;
-        n++;
+      } else {
+        const idx: number[] = [];
+        for (let i = p.first; i <= p.last; i++) if (cols.series[i] === p.index) idx.push(i);
+        // Stable by position, so the first occurrence of a timestamp in the request is the one kept.
+        idx.sort((a, b) => (cols.before(a, b) ? -1 : cols.before(b, a) ? 1 : a - b));
+        for (const i of idx) {
+          if (off > start && outWords[2 * off - 2] === cols.words[2 * i] && outWords[2 * off - 1] === cols.words[2 * i + 1]) {
+            const prev = outVs[off - 1]!;
+            if (!sameValue(prev, cols.vs[i]!)) {
+              conflicts.count++;
+              if (conflicts.listed.length < CONFLICTS_LISTED_MAX)
+                conflicts.listed.push({ series: p.key, timestampNs: cols.ts[i]!.toString(), storedValue: prev, offeredValue: cols.vs[i]! });
+            }
+            continue; // an identical repeat within one request is one point
+          }
+          outWords[2 * off] = cols.words[2 * i]!;
+          outWords[2 * off + 1] = cols.words[2 * i + 1]!;
+          outVs[off] = cols.vs[i]!;
+          off++;
+        }
       }
-      total += n;
-      series.push({ key, labels: p.labels, labelBytes: p.labelBytes, timestampsNs: outT.slice(0, n), values: outV.slice(0, n) });
+      series.push({ key: p.key, labels: p.labels, labelBytes: p.labelBytes, timestampsNs: outTs.subarray(start, off), values: outVs.subarray(start, off) });
     }
     const found = conflicts.count - conflictsBefore;
-    if (found > 0 && opts.keepFirst === undefined)
-      throw new ConflictError(`the request holds ${found} points with two different values`, conflicts.listed);
-    return { shardId: opts.shardId ?? 0, origin: opts.origin ?? "original", inference: opts.inference ?? null, series, sampleCount: total };
+    if (found > 0 && opts.keepFirst === undefined) throw new ConflictError(`the request holds ${found} points with two different values`, conflicts.listed);
+    return { shardId: opts.shardId ?? 0, origin: opts.origin ?? "original", inference: opts.inference ?? null, series, sampleCount: off };
   }
 }
 

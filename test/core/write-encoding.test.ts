@@ -6,7 +6,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { BatchBuilder, decodeBatch, encodeBatch, MS_ABS_MAX_FOR_NS, SampleList, type Batch } from "../../src/core/batch.js";
+import { BatchBuilder, decodeBatch, encodeBatch, type Batch, type InRequestConflicts } from "../../src/core/batch.js";
+import { MS_ABS_MAX_FOR_NS, SampleColumns } from "../../src/core/sample-columns.js";
 import { ByteWriter } from "../../src/core/bytes.js";
 import { canonicalLabels } from "../../src/core/labels.js";
 import { DEFAULT_LIMITS } from "../../src/core/limits.js";
@@ -66,27 +67,62 @@ describe("write-path encodings", () => {
     );
   });
 
-  it("a timestamp pushed in ms is the int64 ns a BigInt product gives; the order check agrees with BigInt order", () => {
+  it("a timestamp pushed in ms is the int64 ns a BigInt product gives; the order by words agrees with BigInt order", () => {
     fc.assert(
       fc.property(fc.array(msTime, { minLength: 1, maxLength: 20 }), (mss) => {
-        const a = new SampleList();
-        const b = new SampleList();
+        const a = new SampleColumns(1);
+        const b = new SampleColumns(1);
         for (const ms of mss) {
-          a.pushMs(ms, ms);
-          b.push(BigInt(ms) * 1_000_000n, ms);
+          a.pushMs(0, ms, ms);
+          b.push(0, BigInt(ms) * 1_000_000n, ms);
         }
         assert.deepEqual([...a.ts.subarray(0, a.length)], mss.map((ms) => BigInt(ms) * 1_000_000n));
-        const increasing = mss.every((ms, i) => i === 0 || mss[i - 1]! < ms);
-        assert.equal(a.increasing, increasing);
-        assert.equal(b.increasing, increasing);
+        for (let i = 1; i < mss.length; i++) {
+          assert.equal(a.before(i - 1, i), mss[i - 1]! < mss[i]!);
+          assert.equal(b.before(i, i - 1), mss[i]! < mss[i - 1]!);
+        }
       }),
     );
     for (const edge of [0, 1, -1, MS_ABS_MAX_FOR_NS, -MS_ABS_MAX_FOR_NS, 4194303, 4194304, -4194304, 2 ** 32, -(2 ** 32), 1_764_000_000_000]) {
-      const l = new SampleList();
-      l.pushMs(edge, 0);
+      const l = new SampleColumns();
+      l.pushMs(0, edge, 0);
       assert.equal(l.ts[0], BigInt(edge) * 1_000_000n, `ms ${edge}`);
     }
-    assert.throws(() => new SampleList().pushMs(MS_ABS_MAX_FOR_NS + 1, 0));
+    assert.throws(() => new SampleColumns().pushMs(0, MS_ABS_MAX_FOR_NS + 1, 0));
+  });
+
+  it("the batch builder equals a plain reference: series by key, samples by time, the first of a repeated timestamp kept, conflicts counted", () => {
+    const names = ["a", "b", "c", "d"].map((n) => canonicalLabels([["__name__", n]], DEFAULT_LIMITS));
+    const op = fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: -5, max: 5 }), fc.constantFrom(1, 2, -0, 0, NaN), fc.boolean());
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 40 }), (ops) => {
+        const b = new BatchBuilder(DEFAULT_LIMITS);
+        const want = new Map<string, { t: bigint; v: number }[]>();
+        let conflicts = 0;
+        for (const [n, t, v, inMs] of ops) {
+          const key = b.series(names[n]!);
+          if (inMs) b.addSampleMs(key, t, v);
+          else b.addSample(key, BigInt(t) * 1_000_000n, v);
+          const list = want.get(key) ?? [];
+          want.set(key, list);
+          const prev = list.find((p) => p.t === BigInt(t) * 1_000_000n);
+          if (prev === undefined) list.push({ t: BigInt(t) * 1_000_000n, v });
+          else if (!Object.is(prev.v, v) && !(Number.isNaN(prev.v) && Number.isNaN(v))) conflicts++;
+        }
+        const got: InRequestConflicts = { count: 0, listed: [] };
+        const batch = b.build({ keepFirst: got });
+        assert.equal(got.count, conflicts);
+        const keys = [...want.keys()].sort();
+        assert.deepEqual(batch.series.map((s) => s.key), keys);
+        for (const s of batch.series) {
+          const w = want.get(s.key)!.sort((x, y) => (x.t < y.t ? -1 : 1));
+          assert.deepEqual([...s.timestampsNs], w.map((p) => p.t));
+          assert.deepEqual([...s.values], w.map((p) => p.v));
+        }
+        assert.equal(batch.sampleCount, keys.reduce((a, k) => a + want.get(k)!.length, 0));
+        if (conflicts > 0) assert.throws(() => b.build(), /two different values/);
+      }),
+    );
   });
 
   it("the series cache stays within two generations and moves a re-used entry forward", () => {
