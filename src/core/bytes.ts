@@ -76,7 +76,9 @@ export class ByteWriter {
   }
   bytes(b: Uint8Array): this {
     this.ensure(b.length);
-    this.buf.set(b, this.length);
+    // A loop beats set() on the short arrays most callers give (a series' label section).
+    if (b.length <= 64) for (let i = 0; i < b.length; i++) this.buf[this.length + i] = b[i]!;
+    else this.buf.set(b, this.length);
     this.length += b.length;
     return this;
   }
