@@ -7,7 +7,7 @@ import type { BlockSet } from "./block-set.js";
 import { floorDiv, type DigestWindowCache, type WindowScan } from "./digest-cache.js";
 import type { SeriesDigest, WindowDigest } from "./engine-api.js";
 import type { Head } from "./engine-head.js";
-import { readSeries } from "./engine-read.js";
+import { lowerBoundFrom, readSeries } from "./engine-read.js";
 import { byKey } from "./engine-state.js";
 import { DigestSum, SeriesHasher, seriesSeeds } from "./point-digest.js";
 
@@ -78,16 +78,4 @@ export function digestSeries(head: Head, blocks: BlockSet, startNs: bigint, endN
     out.push({ key: s.key, count: sum.count, hash: sum.hash });
   }
   return out;
-}
-
-/** First index ≥ from with a[index] ≥ t (a sorted). */
-function lowerBoundFrom(a: BigInt64Array, t: bigint, from: number): number {
-  let lo = from;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid]! < t) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -85,7 +85,7 @@ export function readSeries(head: Head, blocks: BlockSet, s: SeriesState, startNs
     for (const c of b.entry.chunks) {
       if (c.maxTimeNs < startNs || c.minTimeNs > endNs) continue;
       const d = blocks.chunk(b, c);
-      const lo = lowerBoundArr(d.timestampsNs, startNs);
+      const lo = lowerBoundFrom(d.timestampsNs, startNs);
       const hi = upperBoundArr(d.timestampsNs, endNs);
       if (lo >= hi) continue;
       const n = hi - lo;
@@ -256,8 +256,9 @@ function upperBoundArr(a: BigInt64Array, t: bigint): number {
   return lo;
 }
 
-function lowerBoundArr(a: BigInt64Array, t: bigint): number {
-  let lo = 0;
+/** First index >= from with a[index] >= t (a sorted). */
+export function lowerBoundFrom(a: BigInt64Array, t: bigint, from = 0): number {
+  let lo = from;
   let hi = a.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
