@@ -83,6 +83,9 @@ const { values: args } = parseArgs({
     "flush-preload": { type: "string", default: "1000000" },
     "idle-seconds": { type: "string", default: "2" },
     "keep-data": { type: "boolean", default: false },
+    // Another checkout whose dist/ (built) runs as HQ-TS, for before/after figures; under this repository, so that its
+    // packages resolve from this node_modules (e.g. a `git worktree add bench/out/before <commit>`, then tsc there).
+    "hq-root": { type: "string" },
   },
   strict: true,
 });
@@ -642,11 +645,12 @@ async function main(): Promise<number> {
   const outDir = join(repoRoot, "bench", "out", `write-shapes-${stamp}`);
   mkdirSync(outDir, { recursive: true });
   const load0 = loadavg();
-  const v = versions(repoRoot);
+  const hqRoot = args["hq-root"] !== undefined ? resolve(args["hq-root"]) : repoRoot;
+  const v = versions(hqRoot);
   log(`write-shapes: shapes ${opt.shapes.join(", ")}; targets ${opt.targets.join(", ")} (one at a time, each on a fresh data dir)`);
   log(`machine: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, load average ${load0.map((x) => x.toFixed(2)).join(" ")}; CLK_TCK ${clockTicks()}; the load generator runs in this process on the same machine`);
   // Every HQ-TS process of this run runs this copy of dist/, whatever happens to dist/ meanwhile.
-  const build = snapshotBuild(repoRoot, join(outDir, "hqts-build"));
+  const build = snapshotBuild(hqRoot, join(outDir, "hqts-build"));
   log(`VictoriaMetrics ${v.vm}; HQ-TS ${v.hq}, dist/ built ${build.builtAt}, copied to ${join(outDir, "hqts-build")} for this run`);
   if (load0[0]! > cpus().length / 2) log(`WARNING: load average ${load0[0]!.toFixed(2)} at the start (> half the cores): the figures will be noisy`);
 
