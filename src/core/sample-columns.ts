@@ -40,7 +40,8 @@ export class SampleColumns {
 
   /** push() of `ms` milliseconds (a safe integer with |ms| <= MS_ABS_MAX_FOR_NS), stored as ms * 10^6 ns, exactly. */
   pushMs(series: number, ms: number, v: number): number {
-    assert(Number.isSafeInteger(ms) && Math.abs(ms) <= MS_ABS_MAX_FOR_NS, `pushMs: ${ms} ms is out of the int64 ns range`);
+    // The message only on failure: a template string per sample would be garbage on the hottest loop.
+    if (!(Number.isSafeInteger(ms) && Math.abs(ms) <= MS_ABS_MAX_FOR_NS)) assert(false, `pushMs: ${ms} ms is out of the int64 ns range`);
     const i = this.slot();
     // |ms| < 2^44: split it at 2^22 so that every product and sum below stays an exact integer under 2^53.
     const m = Math.abs(ms);

@@ -149,6 +149,38 @@ export function encodeBlock(input: BlockInput, opts: EncodeBlockOptions = {}): U
 }
 
 export function encodeBlockWithStats(input: BlockInput, opts: EncodeBlockOptions = {}): { bytes: Uint8Array; stats: BlockEncodeStats } {
+  const steps = encodeBlockSteps(input, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/** Work of encodeBlock between two chances to give the event loop back, at most. */
+const ENCODE_SLICE_MS = 5;
+
+/**
+ * encodeBlock that gives the event loop back every few milliseconds: a flush encodes a whole head (seconds of CPU for
+ * millions of samples) while the node keeps answering writes and reads. The same bytes as encodeBlock.
+ */
+export async function encodeBlockYielding(input: BlockInput, opts: EncodeBlockOptions = {}): Promise<Uint8Array> {
+  const steps = encodeBlockSteps(input, opts);
+  let sliceStart = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value.bytes;
+    if (performance.now() - sliceStart >= ENCODE_SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
+  }
+}
+
+/** Points where the encoder may pause, in pieces: often enough to keep a pause under a few ms. */
+const PIECES_PER_STEP = 64;
+
+/** The encoder, as steps: it yields between groups of chunks (the caller decides whether to pause there). */
+function* encodeBlockSteps(input: BlockInput, opts: EncodeBlockOptions): Generator<void, { bytes: Uint8Array; stats: BlockEncodeStats }> {
   const max = opts.chunkSamplesMax ?? DEFAULT_CHUNK_SAMPLES_MAX;
   assert(Number.isInteger(max) && max >= 1 && max <= 1 << 20, "chunkSamplesMax out of range");
   const share = opts.shareTimestamps ?? true;
@@ -179,6 +211,7 @@ export function encodeBlockWithStats(input: BlockInput, opts: EncodeBlockOptions
     assert(n >= 1, `series ${key} has no samples`);
     assert(data.values.length === n && data.origins.length === n && data.batchRefs.length === n, `series ${key}: columns differ in length`);
     for (let i = 0; i < n; i++) assert(data.batchRefs[i]! < nb, `series ${key}: batch ref out of range`);
+    if (s % PIECES_PER_STEP === 0) yield;
     const cuts = splitPoints(n, max);
     for (let p = 0; p + 1 < cuts.length; p++) {
       const d = slice(data, cuts[p]!, cuts[p + 1]!);
@@ -200,7 +233,9 @@ export function encodeBlockWithStats(input: BlockInput, opts: EncodeBlockOptions
     w.bytes(bytes);
     return ref;
   };
-  for (const p of pieces) {
+  for (let k = 0; k < pieces.length; k++) {
+    const p = pieces[k]!;
+    if (k % PIECES_PER_STEP === 0) yield;
     if (!share || useCount.get(p.tsKey)! < 2 || tsIndex.has(p.tsKey)) continue;
     tsIndex.set(p.tsKey, tsColumns.length);
     tsColumns.push(put(encodeTimestampColumn(p.data.timestampsNs, { compression }), p.data.timestampsNs.length));
@@ -210,7 +245,9 @@ export function encodeBlockWithStats(input: BlockInput, opts: EncodeBlockOptions
   let minT = 0n;
   let maxT = 0n;
   let samples = 0;
-  for (const p of pieces) {
+  for (let k = 0; k < pieces.length; k++) {
+    const p = pieces[k]!;
+    if (k % PIECES_PER_STEP === 0) yield;
     const tsColumn = share ? (tsIndex.get(p.tsKey) ?? -1) : -1;
     const bytes = encodeChunk(p.data, { compression, externalTimestamps: tsColumn >= 0 });
     const n = p.data.timestampsNs.length;

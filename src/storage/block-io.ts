@@ -12,7 +12,7 @@ import {
   decodeFooter,
   decodeHeader,
   decodeIndex,
-  encodeBlock,
+  encodeBlockYielding,
   FOOTER_SIZE,
   HEADER_SIZE,
   type BlockBatchEntry,
@@ -74,7 +74,7 @@ export function blockFileMinTimeNs(name: string): bigint | null {
 
 /** Writes a block atomically: tmp file, fsync, rename to its final name, fsync the directory. */
 export async function writeBlock(dir: string, input: BlockInput, opts: EncodeBlockOptions = {}): Promise<BlockMeta> {
-  const bytes = encodeBlock(input, opts);
+  const bytes = await encodeBlockYielding(input, opts);
   const footer = decodeFooter(bytes.subarray(bytes.length - FOOTER_SIZE), bytes.length, "(new block)");
   const name = blockFileName(footer.minTimeNs);
   const tmp = join(dir, `.tmp-${name}`);
