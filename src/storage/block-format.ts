@@ -277,6 +277,7 @@ function* encodeBlockSteps(input: BlockInput, opts: EncodeBlockOptions): Generat
   si.uvarint(input.series.length);
   let chunkCount = 0;
   for (let s = 0; s < input.series.length; s++) {
+    if (s % (4 * PIECES_PER_STEP) === 0) yield;
     const labels = input.series[s]!.labels;
     si.uvarint(labels.length);
     for (const [n, v] of labels) si.str(n).str(v);
@@ -289,12 +290,15 @@ function* encodeBlockSteps(input: BlockInput, opts: EncodeBlockOptions): Generat
     }
   }
   section(si.finish(), w);
+  yield;
   const indexLength = w.length - indexOffset;
   const all = w.finish();
   const indexCrc = crc32c(all.subarray(indexOffset, indexOffset + indexLength));
 
   // 4. Footer.
+  yield;
   const root = blockMerkleRoot(tsColumns, chunkLists);
+  yield;
   const footerAt = w.length;
   w.i64(BigInt(indexOffset)).u32(indexLength).u32(indexCrc);
   w.i64(minT).i64(maxT);

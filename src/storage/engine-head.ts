@@ -334,12 +334,22 @@ export class Head {
     return { refs, batches, remap };
   }
 
-  /** The block's contents: per series (sorted by key) the cut samples at or after the retention cutoff. */
-  blockInput(cut: HeadCut, cutoff: bigint | null): { series: BlockSeriesInput[]; batches: BlockBatchEntry[]; samples: number } {
+  /**
+   * The block's contents: per series (sorted by key) the cut samples at or after the retention cutoff. It gives the
+   * event loop back every few ms between series (a big head takes tens of ms): writes and reservations made meanwhile
+   * only add samples under refs outside the cut, which are left out, as they are when made between the cut and this
+   * call (the replication layer's always could be).
+   */
+  async blockInput(cut: HeadCut, cutoff: bigint | null): Promise<{ series: BlockSeriesInput[]; batches: BlockBatchEntry[]; samples: number }> {
     const { refs, remap } = cut;
     const series: BlockSeriesInput[] = [];
     let samples = 0;
+    let sliceStart = performance.now();
     for (const s of [...this.series.values()].sort(byKey)) {
+      if (performance.now() - sliceStart >= SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
       const h = s.head;
       let n = 0;
       for (let i = 0; i < h.length; i++) if (refs.has(h.batchRefs[i]!) && (cutoff === null || h.timestampsNs[i]! >= cutoff)) n++;
@@ -415,3 +425,6 @@ export class Head {
 }
 
 const NO_SERIES: readonly SeriesState[] = [];
+
+/** Work blockInput does between two chances to give the event loop back, at most. */
+const SLICE_MS = 5;

@@ -69,7 +69,7 @@ export async function flushHead(
   }
 
   const cutoff = retentionCutoffNs();
-  const input = head.blockInput(cut, cutoff);
+  const input = await head.blockInput(cut, cutoff);
   const meta = await writeBlock(blocks.dir, { series: input.series, batches: input.batches });
   const reader = await BlockReader.open(meta.path);
   // From here the block holds the cut: swap synchronously (no await until the WAL cleanup).
