@@ -58,10 +58,6 @@ export interface WalMark {
   sha256: string; // hex
 }
 
-export function encodeWalMark(m: WalMark): Uint8Array {
-  return new ByteWriter(m.batchId.length + 40).u8(VERSION).str(m.batchId).bytes(fromHex(m.sha256)).finish();
-}
-
 export function decodeWalMark(payload: Uint8Array, source: string): WalMark {
   const r = new ByteReader(payload, source);
   const version = r.u8();
