@@ -226,28 +226,26 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
       throw new BadInputError(`corrupt protobuf: ${what} has wire type ${WIRE_NAMES[wire] ?? wire}, want ${WIRE_NAMES[want]}`, { field: what, offset: r.pos });
   };
 
-  // Field number 0 does not exist; a run of zero bytes (say, a damaged or padded body) must not read as data.
-  // The tag as read (field number << 3 | wire type). No closure or object per call: this runs for every field.
-  const readTag = (where: string): number => {
+  /** A varint of up to 32 bits; no closure or object per call: this runs for every field. */
+  const readUint32 = (where: string): number => {
     const at = r.pos;
-    let tag: number;
     try {
-      tag = r.uint32();
+      return r.uint32();
     } catch (e) {
       throw new BadInputError(`corrupt protobuf in ${where}: ${e instanceof Error ? e.message : String(e)}`, { field: where, offset: at });
     }
+  };
+  // Field number 0 does not exist; a run of zero bytes (say, a damaged or padded body) must not read as data.
+  /** The tag as read (field number << 3 | wire type). */
+  const readTag = (where: string): number => {
+    const at = r.pos;
+    const tag = readUint32(where);
     if (tag >>> 3 === 0) throw new BadInputError(`corrupt protobuf: field number 0 in ${where}`, { field: where, offset: at });
     return tag;
   };
   /** Reads a length prefix; the embedded message must end inside its parent. */
   const embeddedEnd = (where: string, parentEnd: number): number => {
-    const at = r.pos;
-    let len: number;
-    try {
-      len = r.uint32();
-    } catch (e) {
-      throw new BadInputError(`corrupt protobuf in ${where}: ${e instanceof Error ? e.message : String(e)}`, { field: where, offset: at });
-    }
+    const len = readUint32(where);
     const end = len + r.pos;
     if (end > parentEnd) throw new BadInputError(`corrupt protobuf: ${where} runs past the end of its parent`, { field: where, offset: r.pos });
     return end;
