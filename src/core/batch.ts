@@ -258,7 +258,7 @@ export function decodeBatch(bytes: Uint8Array, source = "batch", intern?: Series
     if (buf !== null) {
       // The section's end is not known before it is walked: walk it without decoding text, then look it up.
       const nl = r.uvarint();
-      for (let j = 0; j < 2 * nl; j++) r.lenBytes();
+      for (let j = 0; j < 2 * nl; j++) r.skipLenBytes();
       const raw = bytesKey(buf, at, r.offset);
       s = intern!.get(raw);
       if (s === undefined) {
@@ -269,7 +269,7 @@ export function decodeBatch(bytes: Uint8Array, source = "batch", intern?: Series
     } else s = readLabelSection(r, bytes, at);
     const ns = r.uvarint();
     const from = r.offset;
-    r.bytes(ns * 16); // bounds check: a truncated batch is a CorruptionError naming the offset
+    r.skip(ns * 16); // bounds-checked: a truncated batch is a CorruptionError naming the offset
     assert(total + ns <= samplesMax, "the samples fit the columns the input bounds");
     for (let j = 0, o = from, k = 2 * total; j < ns; j++, o += 16, k += 2) {
       tsWords[k] = view.getUint32(o, true);

@@ -187,6 +187,17 @@ export class ByteReader {
   lenBytes(): Uint8Array {
     return this.bytes(this.uvarint());
   }
+  /** Steps over n bytes (bounds-checked). */
+  skip(n: number): void {
+    this.need(n);
+    this.offset += n;
+  }
+  /** Steps over a uvarint length and that many bytes (bounds-checked), without making a view of them. */
+  skipLenBytes(): void {
+    const n = this.uvarint();
+    this.need(n);
+    this.offset += n;
+  }
   str(): string {
     const at = this.offset;
     const b = this.lenBytes();
