@@ -66,8 +66,17 @@ async function writeBatches(urls: string[], n: number): Promise<void> {
 
 async function until(what: string, timeoutMs: number, fn: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    assert.ok(Date.now() < deadline, `timed out after ${timeoutMs} ms waiting until ${what}`);
+  let lastError = "";
+  for (;;) {
+    try {
+      if (await fn()) return;
+    } catch (e) {
+      // A request that fails at the connection (a keep-alive socket to a node killed and restarted on the same port)
+      // is a poll that has not seen the state yet; anything else is a failure of the test.
+      if (!(e instanceof TypeError && e.message === "fetch failed")) throw e;
+      lastError = `; last request failed: ${String((e as { cause?: unknown }).cause ?? e.message)}`;
+    }
+    assert.ok(Date.now() < deadline, `timed out after ${timeoutMs} ms waiting until ${what}${lastError}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
