@@ -53,7 +53,9 @@ export function haDedup(batch: Batch, rules: readonly HaRule[], stored: StoredTi
   // A request no rule selects (another job's) passes as it is: no regrouping and rebuilding of the batch.
   if (!batch.series.some((s) => rules.some((r) => matchesLabels(r.matchers, s.labels)))) return { batch, dropped: 0, relabelled: 0 };
   // Deduped series key -> its samples (from every request series that maps to it), and the rule.
-  const groups = new Map<string, { labels: Labels; rule: HaRule | null; ts: bigint[]; vs: number[] }>();
+  // A sample is kept as where it is (its series, its index), not as a number in a plain array: V8 may canonicalise a
+  // NaN stored in an array of doubles, and the stale marker's payload must survive (docs/format/batch.md).
+  const groups = new Map<string, { labels: Labels; rule: HaRule | null; ts: bigint[]; from: Float64Array[]; at: number[] }>();
   let relabelled = 0;
   for (const s of batch.series) {
     const rule = rules.find((r) => matchesLabels(r.matchers, s.labels)) ?? null;
@@ -61,10 +63,11 @@ export function haDedup(batch: Batch, rules: readonly HaRule[], stored: StoredTi
     if (labels.length !== s.labels.length) relabelled += s.timestampsNs.length;
     const key = seriesKey(labels);
     let g = groups.get(key);
-    if (g === undefined) groups.set(key, (g = { labels, rule, ts: [], vs: [] }));
+    if (g === undefined) groups.set(key, (g = { labels, rule, ts: [], from: [], at: [] }));
     for (let i = 0; i < s.timestampsNs.length; i++) {
       g.ts.push(s.timestampsNs[i]!);
-      g.vs.push(s.values[i]!);
+      g.from.push(s.values);
+      g.at.push(i);
     }
   }
   const b = new BatchBuilder(limits);
@@ -72,7 +75,7 @@ export function haDedup(batch: Batch, rules: readonly HaRule[], stored: StoredTi
   for (const g of groups.values()) {
     const order = g.ts.map((_, i) => i).sort((x, y) => (g.ts[x]! < g.ts[y]! ? -1 : g.ts[x]! > g.ts[y]! ? 1 : x - y));
     if (g.rule === null) {
-      for (const i of order) b.add(g.labels, g.ts[i]!, g.vs[i]!);
+      for (const i of order) b.add(g.labels, g.ts[i]!, g.from[i]![g.at[i]!]!);
       continue;
     }
     const I = g.rule.intervalNs;
@@ -100,7 +103,7 @@ export function haDedup(batch: Batch, rules: readonly HaRule[], stored: StoredTi
       }
       if (there === undefined) held.set(k, new Set([t]));
       added.add(t);
-      b.add(g.labels, t, g.vs[i]!);
+      b.add(g.labels, t, g.from[i]![g.at[i]!]!);
     }
   }
   if (b.sampleCount === 0) return { batch: null, dropped, relabelled };

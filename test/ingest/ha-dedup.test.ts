@@ -37,6 +37,13 @@ const bRep = L([["__name__", "up"], ["job", "node"], ["__replica__", "b"]]);
 const plain = L([["__name__", "up"], ["job", "node"]]);
 
 describe("ingest/ha-dedup", () => {
+  it("keeps a stale marker's NaN payload through deduplication", () => {
+    const stale = new Float64Array(new BigUint64Array([0x7ff8000000000002n]).buffer)[0]!;
+    const out = haDedup(batchOf([{ labels: a, tS: 0, v: stale }, { labels: bRep, tS: 1, v: 1 }]), [rule], new Store().read, DEFAULT_LIMITS);
+    const v = out.batch!.series[0]!.values;
+    assert.equal(new BigUint64Array(v.buffer, v.byteOffset, v.length)[0], 0x7ff8000000000002n);
+  });
+
   it("keeps replica A's samples, drops B's second copies, and drops the replica label", () => {
     const store = new Store();
     const fromA = haDedup(batchOf([0, 15, 30].map((t) => ({ labels: a, tS: t, v: t }))), [rule], store.read, DEFAULT_LIMITS);
