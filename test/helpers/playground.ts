@@ -59,10 +59,28 @@ const portFree = (p: number): Promise<boolean> =>
  * A base port B with B..B+22 free (the playground's scheme: B+i, B+10+i, B+20+i); with `faultProxy` also the
  * proxies' B+30+i, B+40+i and the control port B+50.
  */
+/**
+ * Where a playground's fixed ports may go: outside the kernel's ephemeral range, which every outgoing connection
+ * (peer traffic, etcd clients) draws from, so a port found free cannot be taken by one before the node binds it.
+ * The span leaves room for the highest offset a base uses (about 90).
+ */
+function fixedPortSpan(): [number, number] {
+  let ephemeral: [number, number] = [32_768, 60_999]; // Linux's default
+  try {
+    const [a, b] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (Number.isInteger(a) && Number.isInteger(b)) ephemeral = [a!, b!];
+  } catch {
+    // not Linux: keep the default
+  }
+  if (ephemeral[0] - 100 > 20_000) return [20_000, ephemeral[0] - 100];
+  return [ephemeral[1] + 1, 65_400];
+}
+
 export async function pickBase(faultProxy = false): Promise<number> {
   const offsets = faultProxy ? [0, 10, 20, 40] : [0, 10, 20];
   for (let tries = 0; tries < 50; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const [lo, hi] = fixedPortSpan();
+    const base = lo + Math.floor(Math.random() * (hi - lo));
     let ok = true;
     for (let i = 0; i < 3 && ok; i++) for (const off of offsets) if (!(await portFree(base + off + i))) ok = false;
     if (ok && faultProxy && !(await portFree(base + 50))) ok = false;
