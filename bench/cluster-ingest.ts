@@ -33,12 +33,12 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { request } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { HttpClient, delay, excerpt, waitReady } from "./lib/http.js";
+import { countStored as countStoredExport, ExportStatusError, type StoredCount } from "./lib/stored-count.js";
 import { freePort, startProcess, stopAll as stopAllProcs, type ManagedProcess } from "./lib/procs.js";
 import { startPlayground, waitReplicationReady, type Playground } from "../test/helpers/playground.js";
 
@@ -389,83 +389,21 @@ async function resolveFailed(t: Target): Promise<{ retried: number; resolved: nu
 
 // ---- stored-point check --------------------------------------------------------------
 
-interface Stored {
-  url: string;
-  series: number;
-  points: number;
-  duplicated: number;
-}
+/** What one node holds of the bench's series (its own replica: `consistency=local`). */
+type Stored = StoredCount;
 
-class HttpStatusError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/**
- * Streams /api/v1/export for the bench's series from this node's own replica
- * (`consistency=local`: a cluster node's default export merges a majority of
- * replicas, which would not say what this node holds) and counts points (and
- * repeated timestamps within a series).
- */
+/** The bench's series on one node; local: that node's own replica (a cluster node's default export merges a majority). */
 function countStored(url: string, local = true): Promise<Stored> {
-  return new Promise((resolvePromise, reject) => {
-    const u = new URL(`/api/v1/export?match[]=${encodeURIComponent(`{job="${JOB}"}`)}${local ? "&consistency=local" : ""}`, url);
-    let series = 0;
-    let points = 0;
-    let duplicated = 0;
-    let rest = "";
-    const line = (l: string): void => {
-      if (l === "") return;
-      const o = JSON.parse(l) as { timestamps_ns?: string[]; timestamps: number[] };
-      series++;
-      const ts = o.timestamps_ns ?? o.timestamps.map(String);
-      points += ts.length;
-      for (let i = 1; i < ts.length; i++) if (ts[i] === ts[i - 1]) duplicated++;
-    };
-    const req = request(u, { method: "GET" }, (res) => {
-      if (res.statusCode !== 200) {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => reject(new HttpStatusError(res.statusCode ?? 0, `export from ${url}: HTTP ${String(res.statusCode)} ${excerpt(Buffer.concat(chunks), 200)}`)));
-        return;
-      }
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        rest += chunk;
-        let nl: number;
-        while ((nl = rest.indexOf("\n")) >= 0) {
-          line(rest.slice(0, nl));
-          rest = rest.slice(nl + 1);
-        }
-      });
-      res.on("error", reject);
-      res.on("end", () => {
-        try {
-          line(rest);
-          resolvePromise({ url, series, points, duplicated });
-        } catch (e) {
-          reject(e as Error);
-        }
-      });
-    });
-    req.setTimeout(120_000, () => req.destroy(new Error(`export from ${url}: timeout`)));
-    req.on("error", reject);
-    req.end();
-  });
+  return countStoredExport(url, `{job="${JOB}"}`, null, local);
 }
 
-/** One node's count; a 503 (node busy, catching up) is asked again until the deadline; a build without `consistency` (400) is asked without it. */
 async function countStoredRetrying(url: string, deadline: number): Promise<Stored> {
   let local = true;
   for (;;) {
     try {
       return await countStored(url, local);
     } catch (e) {
-      if (e instanceof HttpStatusError && e.status === 400 && local) {
+      if (e instanceof ExportStatusError && e.status === 400 && local) {
         local = false;
         continue;
       }

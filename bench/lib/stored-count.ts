@@ -22,11 +22,11 @@ export class ExportStatusError extends Error {
   }
 }
 
-export function countStored(url: string, selector: string, range: { minTs: number; maxTs: number }, local: boolean): Promise<StoredCount> {
+/** `range` (ms) null: all of time. */
+export function countStored(url: string, selector: string, range: { minTs: number; maxTs: number } | null, local: boolean): Promise<StoredCount> {
   // A margin of a minute either side; unix seconds, which both parse.
-  const start = Math.floor(range.minTs / 1000) - 60;
-  const end = Math.ceil(range.maxTs / 1000) + 60;
-  const u = new URL(`/api/v1/export?match[]=${encodeURIComponent(selector)}&start=${start}&end=${end}${local ? "&consistency=local" : ""}`, url);
+  const window = range === null ? "" : `&start=${Math.floor(range.minTs / 1000) - 60}&end=${Math.ceil(range.maxTs / 1000) + 60}`;
+  const u = new URL(`/api/v1/export?match[]=${encodeURIComponent(selector)}${window}${local ? "&consistency=local" : ""}`, url);
   return new Promise((resolve, reject) => {
     let series = 0;
     let points = 0;
