@@ -276,12 +276,13 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     const start = r.pos;
     const offered = result.samplesOffered;
     const exemplars = result.exemplarsIgnored;
-    if (cache !== null && readCachedTimeSeries(i, end)) return;
+    const labelsEnd = labelRunEnd(raw, start, end);
+    if (cache !== null && readCachedTimeSeries(i, end, labelsEnd)) return;
     // Not in the cache, or its labels are not all in front: the whole series again, validated label by label.
     r.pos = start;
     result.samplesOffered = offered;
     result.exemplarsIgnored = exemplars;
-    readTimeSeriesSlow(i, end);
+    readTimeSeriesSlow(i, end, labelsEnd);
   }
 
   /**
@@ -289,8 +290,7 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
    * decoding and validating them. False (having consumed an unknown part of the series) when the labels are not
    * cached or not all in front; the caller starts the series again.
    */
-  function readCachedTimeSeries(i: number, end: number): boolean {
-    const labelsEnd = labelRunEnd(raw, r.pos, end);
+  function readCachedTimeSeries(i: number, end: number, labelsEnd: number): boolean {
     if (labelsEnd === r.pos) return false;
     const s = cache!.get(bytesKey(rawBuf, r.pos, labelsEnd));
     if (s === undefined) return false;
@@ -310,10 +310,10 @@ export function decodeWriteRequest(raw: Uint8Array, opts: RemoteWriteOptions): R
     return true;
   }
 
-  function readTimeSeriesSlow(i: number, end: number): void {
+  /** `labelsEnd`: the end of the run of label fields in front (labelRunEnd); only such labels are cached. */
+  function readTimeSeriesSlow(i: number, end: number, labelsEnd: number): void {
     const where = `timeseries[${i}]`;
     const start = r.pos;
-    const labelsEnd = labelRunEnd(raw, start, end);
     let labelsInFront = true;
     const pairs: [string, string][] = [];
     samplesRead = 0;
